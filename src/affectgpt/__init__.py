@@ -1,0 +1,2 @@
+"""affectgpt."""
+__version__ = "0.1.0"

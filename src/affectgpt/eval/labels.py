@@ -1,0 +1,292 @@
+"""Reading open-vocabulary label lists without ``eval``.
+
+Label lists are stored as Python-list-like strings, e.g. ``"['excited', 'joyful']"``,
+``"[anger, frustration]"`` or ``"[]"``. Two tokenisations are supported:
+
+``python``
+    Quoted items are read as strings (so ``"don't believe"`` stays one label), unquoted
+    items are separated by commas. Full-width punctuation (``，、【】“”‘’``) is accepted.
+``mertools``
+    The reference code's rule (MERTools ``string_to_list``): drop the outer brackets and
+    split at every quote character and comma. ``"don't believe"`` becomes ``don`` and
+    ``t believe``. The reference's stored GPT groupings were made from labels split this
+    way, so reproducing its numbers exactly needs this tokenisation.
+
+Every label is lower-cased and stripped; duplicates are removed keeping the first.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+LABEL_SYNTAXES = ("python", "mertools")
+
+_FULL_WIDTH = str.maketrans(
+    {
+        "［": "[",
+        "］": "]",
+        "【": "[",
+        "】": "]",
+        "，": ",",
+        "、": ",",
+        "“": '"',
+        "”": '"',
+        "＂": '"',
+        "‘": "'",
+        "’": "'",
+        "＇": "'",
+        "\u3000": " ",
+    }
+)
+_QUOTES = "'\""
+
+
+class LabelFormatError(ValueError):
+    """A label list (or a file of them) that cannot be read unambiguously."""
+
+    def __init__(self, message: str, *, sample: str | None = None, path: str | Path | None = None):
+        where = []
+        if sample is not None:
+            where.append(f"sample {sample!r}")
+        if path is not None:
+            where.append(f"file {str(path)!r}")
+        super().__init__(f"{message}" + (f" ({', '.join(where)})" if where else ""))
+        self.sample = sample
+        self.path = None if path is None else str(path)
+
+
+def _unique_lower(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        label = " ".join(item.split()).lower()
+        if label:
+            seen.setdefault(label, None)
+    return list(seen)
+
+
+def _strip_brackets(text: str) -> str | None:
+    """Return the inside of ``[...]``; None for an empty value; error if not a list."""
+    text = text.translate(_FULL_WIDTH).strip()
+    if text == "" or text.lower() in ("nan", "none", "null"):
+        return None
+    if not (text.startswith("[") and text.endswith("]")):
+        raise LabelFormatError(f"expected a bracketed label list like \"['a', 'b']\", got {text!r}")
+    return text[1:-1]
+
+
+def _tokenize_python(inner: str, original: str) -> list[str]:
+    items: list[str] = []
+    i, n = 0, len(inner)
+    while i < n:
+        ch = inner[i]
+        if ch.isspace() or ch == ",":
+            i += 1
+            continue
+        if ch in "[]":
+            raise LabelFormatError(f"nested brackets in a label list: {original!r}")
+        if ch in _QUOTES:
+            end = inner.find(ch, i + 1)
+            # An apostrophe inside a single-quoted label ('don't') ends the string early:
+            # accept the closing quote only when a comma or the end follows it.
+            while end != -1 and inner[end + 1 :].lstrip()[:1] not in ("", ","):
+                end = inner.find(ch, end + 1)
+            if end == -1:
+                raise LabelFormatError(f"unterminated quote in label list: {original!r}")
+            items.append(inner[i + 1 : end])
+            i = end + 1
+            continue
+        end = inner.find(",", i)
+        end = n if end == -1 else end
+        items.append(inner[i:end])  # a bare item; an inner apostrophe (don't) is kept
+        i = end
+    return items
+
+
+def parse_label_list(text: object, syntax: str = "python") -> list[str]:
+    """Parse one stored label list into lower-cased, de-duplicated labels.
+
+    ``text`` may also be a list of strings (JSON input) or None/NaN (no labels).
+    Raises :class:`LabelFormatError` for values that are not a bracketed list.
+    """
+    if text is None:
+        return []
+    if isinstance(text, float) and text != text:  # NaN from spreadsheets
+        return []
+    if isinstance(text, (list, tuple)):
+        if not all(isinstance(x, str) for x in text):
+            raise LabelFormatError(f"label list must hold strings, got {text!r}")
+        return _unique_lower(x.translate(_FULL_WIDTH) for x in text)
+    if not isinstance(text, str):
+        raise LabelFormatError(f"label list must be a string or list, got {type(text).__name__}")
+    inner = _strip_brackets(text)
+    if inner is None:
+        return []
+    if syntax == "mertools":
+        return _unique_lower(re.split(r"['\",]", inner))
+    if syntax != "python":
+        raise ValueError(f"unknown label syntax {syntax!r}; choose from {LABEL_SYNTAXES}")
+    return _unique_lower(_tokenize_python(inner, text))
+
+
+def parse_label_groups(text: object) -> list[list[str]]:
+    """Parse a list of lists of labels, e.g. ``"[['happy', 'joyful'], ['sad']]"``.
+
+    Groups keep their order and their first member (the group's representative);
+    labels are lower-cased. Raises :class:`LabelFormatError` when the text is not a list
+    of lists of strings.
+    """
+    if isinstance(text, (list, tuple)):
+        if not all(isinstance(g, (list, tuple)) for g in text):
+            raise LabelFormatError(f"expected a list of lists, got {text!r}")
+        return [parse_label_list(list(g)) for g in text if len(g)]
+    if not isinstance(text, str):
+        raise LabelFormatError(f"expected a list of lists, got {type(text).__name__}")
+    inner = _strip_brackets(text)
+    if inner is None:
+        return []
+    groups: list[list[str]] = []
+    i, n = 0, len(inner)
+    while i < n:
+        ch = inner[i]
+        if ch.isspace() or ch == ",":
+            i += 1
+            continue
+        if ch != "[":
+            raise LabelFormatError(f"expected '[' at position {i + 1} of a list of lists: {text!r}")
+        end = _matching_bracket(inner, i, text)
+        group = parse_label_list(inner[i : end + 1])
+        if group:
+            groups.append(group)
+        i = end + 1
+    return groups
+
+
+def _matching_bracket(s: str, start: int, original: str) -> int:
+    quote = None
+    for j in range(start + 1, len(s)):
+        ch = s[j]
+        if quote:
+            if ch == quote and s[j + 1 :].lstrip()[:1] in ("", ",", "]"):
+                quote = None
+        elif ch in _QUOTES:
+            quote = ch
+        elif ch == "[":
+            raise LabelFormatError(f"lists nested deeper than two levels: {original!r}")
+        elif ch == "]":
+            return j
+    raise LabelFormatError(f"unbalanced brackets in list of lists: {original!r}")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_text(path: str | Path, encoding: str | None = None) -> str:
+    """Read a text file as UTF-8 (BOM allowed) unless ``encoding`` is given."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    data = path.read_bytes()
+    enc = encoding or "utf-8-sig"
+    try:
+        return data.decode(enc)
+    except UnicodeDecodeError as exc:
+        raise LabelFormatError(
+            f"cannot decode as {enc} at byte {exc.start}; pass the file's encoding "
+            "(e.g. --encoding gb18030)",
+            path=path,
+        ) from None
+    except LookupError:
+        raise LabelFormatError(f"unknown encoding {enc!r}", path=path) from None
+
+
+def read_table(path: str | Path, encoding: str | None = None) -> list[dict[str, object]]:
+    """Rows of a CSV, TSV, JSONL or JSON (list of objects, or ``{name: value}``) file."""
+    path = Path(path)
+    text = read_text(path, encoding)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LabelFormatError(f"line {lineno} is not JSON: {exc.msg}", path=path) from None
+            if not isinstance(row, dict):
+                raise LabelFormatError(f"line {lineno} is not a JSON object", path=path)
+            rows.append(row)
+        return rows
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LabelFormatError(f"not JSON: {exc.msg} (line {exc.lineno})", path=path) from None
+        if isinstance(data, dict):
+            return [{"name": k, "openset": v} for k, v in data.items()]
+        if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+            return data
+        raise LabelFormatError("JSON must be a list of objects or a {name: labels} object", path=path)
+    delimiter = "\t" if suffix == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    if reader.fieldnames is None:
+        raise LabelFormatError("empty file (no header row)", path=path)
+    return list(reader)
+
+
+def read_labels(
+    path: str | Path,
+    column: str = "openset",
+    *,
+    name_column: str = "name",
+    syntax: str = "python",
+    encoding: str | None = None,
+) -> dict[str, list[str]]:
+    """Read ``{sample name: labels}`` from a CSV/TSV/JSONL/JSON label file.
+
+    Errors (missing column, duplicate name, malformed list) name the sample and file.
+    """
+    rows = read_table(path, encoding)
+    result: dict[str, list[str]] = {}
+    for lineno, row in enumerate(rows, 2):
+        if name_column not in row:
+            raise LabelFormatError(f"no {name_column!r} column (columns: {sorted(row)})", path=path)
+        if column not in row:
+            raise LabelFormatError(
+                f"no {column!r} column (columns: {sorted(row)}); choose one with --column",
+                path=path,
+            )
+        name = str(row[name_column]).strip()
+        if not name:
+            raise LabelFormatError(f"empty sample name in row {lineno}", path=path)
+        if name in result:
+            raise LabelFormatError("duplicate sample name", sample=name, path=path)
+        try:
+            result[name] = parse_label_list(row[column], syntax)
+        except LabelFormatError as exc:
+            raise LabelFormatError(str(exc), sample=name, path=path) from None
+    return result
+
+
+def read_names(path: str | Path, split: str | None = None) -> list[str]:
+    """Sample names from a plain names file (one per line) or a table with ``name`` and
+    ``split`` columns (then only rows whose split equals ``split``; ``whole`` keeps all)."""
+    path = Path(path)
+    if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
+        rows = read_table(path)
+        if split is not None and split != "whole":
+            if rows and "split" not in rows[0]:
+                raise LabelFormatError("no 'split' column to select from", path=path)
+            rows = [r for r in rows if str(r.get("split", "")).strip() == split]
+        names = [str(r["name"]).strip() for r in rows]
+    else:
+        names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise LabelFormatError("duplicate sample name in names file", sample=dup, path=path)
+    return names
