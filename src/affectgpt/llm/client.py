@@ -1,0 +1,376 @@
+"""A small OpenAI-compatible chat-completions client on ``httpx`` (no SDK needed).
+
+- Retries connect errors, timeouts, HTTP 429 and 5xx with exponential backoff and jitter,
+  honouring ``Retry-After``; any other 4xx fails at once with :class:`LLMError`.
+- Optional on-disk :class:`~affectgpt.llm.cache.ResponseCache`: a cached request is
+  answered without a server call (``ChatReply.cached`` is True).
+- :meth:`ChatClient.chat_many` runs requests on a bounded thread pool, keeps the input
+  order and returns an exception object for an item that failed instead of raising.
+- :attr:`ChatClient.calls` counts HTTP requests sent (retries included), so a fully
+  cached rerun can be checked to make none.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from affectgpt.llm.cache import ResponseCache, request_key
+
+Message = Mapping[str, Any]
+Messages = Sequence[Message]
+
+RETRY_STATUS = frozenset({429})  # plus every 5xx
+
+
+class LLMError(RuntimeError):
+    """A chat request that failed for good (after retries, or at once for a client error).
+
+    ``status`` is the last HTTP status (None for a connection error or timeout), ``body``
+    an excerpt of the last response body, ``attempts`` the number of requests sent.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "",
+                 attempts: int = 0, url: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.attempts = attempts
+        self.url = url
+
+
+@dataclass
+class ChatReply:
+    text: str
+    usage: dict = field(default_factory=dict)
+    cached: bool = False
+    finish_reason: str | None = None
+
+
+def _excerpt(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class ChatClient:
+    """Client of an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    ``base_url`` is the API root, e.g. ``https://api.openai.com/v1`` or a local
+    ``http://127.0.0.1:8000/v1``. The API key is read from the environment variable
+    named by ``api_key_env`` (when set and present; local servers need none).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff: float = 1.0,
+        concurrency: int = 4,
+        cache: ResponseCache | None = None,
+        *,
+        max_wait: float = 60.0,
+    ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_wait = max_wait
+        self.concurrency = concurrency
+        self.cache = cache
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        loopback = httpx.URL(self.base_url).host in ("127.0.0.1", "localhost", "::1")
+        self._http = httpx.Client(
+            headers=headers,
+            trust_env=not loopback,  # never send a local server's traffic through a proxy
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        self._lock = threading.Lock()
+        self.calls = 0  # HTTP requests sent, retries included
+        self.cache_hits = 0
+        self.sleep: Callable[[float], None] = time.sleep
+
+    # ------------------------------------------------------------------ requests
+
+    def _params(self, temperature: float, max_tokens: int, seed: int | None,
+                extra: Mapping[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+        if seed is not None:
+            params["seed"] = seed
+        params.update(extra)
+        return params
+
+    def chat(
+        self,
+        messages: Messages,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+        prompt_version: str | None = None,
+        **extra: Any,
+    ) -> ChatReply:
+        """Send one chat request (or answer it from the cache).
+
+        ``prompt_version`` is not sent; it only enters the cache key, so a changed prompt
+        template never replays replies made for the old one. ``extra`` fields are sent as
+        they are (e.g. ``top_p``, ``stop``) and enter the cache key.
+        """
+        messages = [dict(m) for m in messages]
+        params = self._params(temperature, max_tokens, seed, extra)
+        key = None
+        if self.cache is not None:
+            key = request_key(self.model, messages, params, prompt_version)
+            hit = self.cache.get(key)
+            if hit is not None:
+                with self._lock:
+                    self.cache_hits += 1
+                return ChatReply(hit["text"], hit["usage"], True, hit.get("finish_reason"))
+        body = {"model": self.model, "messages": messages, "stream": False, **params}
+        reply = self._post(body)
+        if self.cache is not None and key is not None:
+            self.cache.put(key, reply.text, reply.usage, finish_reason=reply.finish_reason,
+                           model=self.model, prompt_version=prompt_version,
+                           request={"messages": messages, "params": params})
+        return reply
+
+    def chat_many(
+        self,
+        batch: Sequence[Messages],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        seed: int | None = None,
+        prompt_version: str | None = None,
+        progress: bool = False,
+        desc: str = "LLM",
+        **extra: Any,
+    ) -> list[ChatReply | Exception]:
+        """Run :meth:`chat` over many message lists with at most ``concurrency`` in flight.
+
+        The result keeps the input order; an item that failed holds its exception.
+        """
+
+        def one(messages: Messages) -> ChatReply | Exception:
+            try:
+                return self.chat(messages, temperature=temperature, max_tokens=max_tokens,
+                                 seed=seed, prompt_version=prompt_version, **extra)
+            except Exception as exc:  # one failure must not end the batch
+                return exc
+
+        return run_bounded(one, list(batch), self.concurrency, progress=progress, desc=desc,
+                           unit="req")
+
+    def _post(self, body: dict[str, Any]) -> ChatReply:
+        attempts = 0
+        while True:
+            attempts += 1
+            with self._lock:
+                self.calls += 1
+            wait: float | None = None
+            try:
+                response = self._http.post(self.url, json=body)
+            except httpx.TransportError as exc:  # connect errors, timeouts, broken reads
+                failure = LLMError(
+                    f"request to {self.url} failed after {attempts} attempt(s): "
+                    f"{type(exc).__name__}: {exc}", attempts=attempts, url=self.url)
+            else:
+                status = response.status_code
+                if status < 400:
+                    return self._parse(response, attempts)
+                text = _excerpt(response.text)
+                failure = LLMError(
+                    f"HTTP {status} from {self.url} after {attempts} attempt(s): {text}",
+                    status=status, body=text, attempts=attempts, url=self.url)
+                if status not in RETRY_STATUS and status < 500:
+                    raise LLMError(f"HTTP {status} from {self.url} (not retried): {text}",
+                                   status=status, body=text, attempts=attempts, url=self.url)
+                wait = parse_retry_after(response.headers.get("Retry-After"))
+            if attempts > self.max_retries:
+                raise failure
+            if wait is None:
+                delay = min(self.max_wait, self.backoff * 2 ** (attempts - 1))
+                delay *= random.uniform(0.5, 1.0)  # jitter: spread out concurrent retries
+            else:
+                delay = min(self.max_wait, wait) + random.uniform(0, 0.1 * max(self.backoff, 0.01))
+            self.sleep(delay)
+
+    def _parse(self, response: httpx.Response, attempts: int) -> ChatReply:
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise LLMError(
+                f"unexpected reply from {self.url} (no choices[0].message.content): "
+                f"{_excerpt(response.text)}",
+                status=response.status_code, body=_excerpt(response.text), attempts=attempts,
+                url=self.url) from None
+        if not isinstance(text, str):
+            raise LLMError(f"reply from {self.url} has no text content: {_excerpt(response.text)}",
+                           status=response.status_code, body=_excerpt(response.text),
+                           attempts=attempts, url=self.url)
+        usage = data.get("usage") or {}
+        return ChatReply(text, dict(usage) if isinstance(usage, dict) else {}, False,
+                         choice.get("finish_reason"))
+
+    # ------------------------------------------------------------------ lifetime
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ChatClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ChatClient({self.base_url!r}, model={self.model!r})"
+
+
+def run_bounded(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, *,
+                progress: bool = False, desc: str = "", unit: str = "it") -> list[Any]:
+    """``[fn(x) for x in items]`` on at most ``workers`` threads, in input order, with an
+    optional tqdm bar. ``fn`` should catch its own errors (an escaping one propagates)."""
+    from tqdm.auto import tqdm
+
+    results: list[Any] = [None] * len(items)
+    with tqdm(total=len(items), desc=desc, disable=not progress, unit=unit) as bar:
+        if workers <= 1 or len(items) <= 1:
+            for i, item in enumerate(items):
+                results[i] = fn(item)
+                bar.update(1)
+            return results
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update(1)
+    return results
+
+
+# ---------------------------------------------------------------------- validated requests
+
+_PREFIXES = ("output", "answer", "result", "results", "groups", "grouping", "labels",
+             "emotions", "emotional states", "list")
+
+
+def clean_reply(text: str) -> str:
+    """Strip the wrapping an LLM commonly puts around a list: code fences, a leading
+    ``Output:``-like prefix, and prose before the first ``[`` / after the last ``]``."""
+    text = text.strip()
+    if "```" in text:
+        parts = text.split("```")
+        if len(parts) >= 3:  # the first fenced block
+            block = parts[1]
+            first, _, rest = block.partition("\n")
+            # drop a language tag (```python)
+            text = rest if first.strip().isalpha() and rest.strip() else block
+        text = text.replace("```", "").strip()
+    changed = True
+    while changed:
+        changed = False
+        low = text.lower()
+        for prefix in _PREFIXES:
+            if low.startswith(prefix) and low[len(prefix):].lstrip()[:1] == ":":
+                text = text[len(prefix):].lstrip()[1:].strip()
+                changed = True
+                break
+    start, end = text.find("["), text.rfind("]")
+    if start != -1 and end > start:
+        text = text[start:end + 1]
+    return text.strip()
+
+
+@dataclass
+class Validated:
+    """Outcome of :func:`ask_validated`: ``value`` when ``ok``, else ``reason``."""
+
+    ok: bool
+    value: Any = None
+    reason: str | None = None
+    last_reply: str | None = None
+    attempts: int = 0
+
+
+def ask_validated(
+    client: ChatClient,
+    messages: Messages,
+    validate: Callable[[str], Any],
+    correction: Callable[[str], str],
+    *,
+    max_attempts: int = 3,
+    **chat_kwargs: Any,
+) -> Validated:
+    """Ask, validate the reply, and on an invalid one ask again with a corrective turn.
+
+    ``validate(reply_text)`` returns the parsed value or raises ``ValueError`` (its message
+    is the reason). An invalid reply is answered by appending it as the assistant's turn
+    and ``correction(reason)`` as a new user turn, up to ``max_attempts`` requests in all.
+    Every attempt is a separate request (and cache entry), so a cached rerun replays the
+    same conversation. A request that fails for good (:class:`LLMError`) ends the chain.
+    """
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    conversation = [dict(m) for m in messages]
+    last_reply: str | None = None
+    reason = "no attempt made"
+    for attempt in range(1, max_attempts + 1):
+        try:
+            reply = client.chat(conversation, **chat_kwargs)
+        except LLMError as exc:
+            return Validated(False, reason=f"LLM request failed: {exc}", last_reply=last_reply,
+                             attempts=attempt)
+        last_reply = reply.text
+        try:
+            value = validate(reply.text)
+        except ValueError as exc:
+            reason = str(exc) or type(exc).__name__
+            conversation += [{"role": "assistant", "content": reply.text},
+                             {"role": "user", "content": correction(reason)}]
+            continue
+        return Validated(True, value=value, last_reply=last_reply, attempts=attempt)
+    return Validated(False, reason=f"invalid reply after {max_attempts} attempt(s): {reason}",
+                     last_reply=last_reply, attempts=max_attempts)
