@@ -11,7 +11,6 @@ from affectgpt.eval.extract import (
     extraction_messages,
     validate_extraction,
 )
-from affectgpt.eval.labels import LabelFormatError
 from affectgpt.llm import ChatClient, ResponseCache
 
 DESCRIPTIONS = {
@@ -55,7 +54,7 @@ def test_validate_accepts(reply, labels):
     ("['he is very happy about the prize']", "not short emotion words"),
 ])
 def test_validate_rejects(reply, reason):
-    with pytest.raises(LabelFormatError, match=reason):
+    with pytest.raises(ValueError, match=reason):
         validate_extraction(reply)
 
 

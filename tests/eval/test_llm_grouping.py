@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from affectgpt.eval.grouping import synonym_map
-from affectgpt.eval.labels import LabelFormatError
 from affectgpt.eval.llm_grouping import (
     PROMPT_VERSION,
     grouping_messages,
@@ -67,7 +66,7 @@ def test_validate_allows_missing_labels_and_empty():
     ("[[['happy']]]", "list of lists"),
 ])
 def test_validate_rejects(reply, reason):
-    with pytest.raises(LabelFormatError, match=reason.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=reason.replace("[", r"\[").replace("]", r"\]")):
         validate_grouping(reply, ["happy", "joyful", "sad"])
 
 

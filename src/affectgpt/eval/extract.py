@@ -24,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 
 from affectgpt.eval.labels import LabelFormatError, parse_label_list, read_table
-from affectgpt.llm.client import ChatClient, ask_validated, clean_reply, run_bounded
+from affectgpt.llm.client import ChatClient, ask_validated, bracketed_reply, run_bounded
 
 # ================================================================== LLM extraction
 
@@ -70,13 +70,9 @@ def extraction_messages(description: str) -> list[dict[str, str]]:
 
 
 def validate_extraction(reply: str) -> list[str]:
-    """Parse an extraction reply into labels; raise :class:`LabelFormatError` (a
-    ValueError) with the reason when it is not a flat list of short labels."""
-    text = clean_reply(reply)
-    if not text:
-        raise LabelFormatError("the reply is empty")
-    if not text.startswith("["):
-        raise LabelFormatError("the reply is not a list in brackets")
+    """Parse an extraction reply into labels; raise ValueError with the reason when it
+    is not a flat list of short labels."""
+    text = bracketed_reply(reply, "a list in brackets")
     try:
         labels = parse_label_list(text)
     except LabelFormatError as exc:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from affectgpt.eval.grouping import Groups
 from affectgpt.eval.labels import LabelFormatError, parse_label_groups
-from affectgpt.llm.client import ChatClient, ask_validated, clean_reply, run_bounded
+from affectgpt.llm.client import ChatClient, ask_validated, bracketed_reply, run_bounded
 
 PROMPT_VERSION = "affectgpt-2024-grouping-v1"
 
@@ -64,13 +64,9 @@ def grouping_messages(labels: Sequence[str]) -> list[dict[str, str]]:
 
 
 def validate_grouping(reply: str, labels: Sequence[str]) -> Groups:
-    """Parse a grouping reply; raise :class:`LabelFormatError` (a ValueError) with the
-    reason when it is not a list of lists of the sent labels."""
-    text = clean_reply(reply)
-    if not text:
-        raise LabelFormatError("the reply is empty")
-    if not text.startswith("["):
-        raise LabelFormatError("the reply is not a list of lists")
+    """Parse a grouping reply; raise ValueError with the reason when it is not a list of
+    lists of the sent labels."""
+    text = bracketed_reply(reply, "a list of lists")
     try:
         groups = parse_label_groups(text)
     except LabelFormatError as exc:

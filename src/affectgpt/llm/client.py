@@ -324,6 +324,17 @@ def clean_reply(text: str) -> str:
     return text.strip()
 
 
+def bracketed_reply(reply: str, what: str) -> str:
+    """:func:`clean_reply`, then insist on a bracketed list; raise ValueError naming
+    ``what`` was expected otherwise."""
+    text = clean_reply(reply)
+    if not text:
+        raise ValueError("the reply is empty")
+    if not text.startswith("["):
+        raise ValueError(f"the reply is not {what}")
+    return text
+
+
 @dataclass
 class Validated:
     """Outcome of :func:`ask_validated`: ``value`` when ``ok``, else ``reason``."""
