@@ -56,6 +56,14 @@ def test_subset_by_split_file(mer2024_ov, tmp_path):
               "--split", "test", "-o", out)
     run = json.loads(out.read_text())["runs"][0]
     assert [s["name"] for s in run["samples"]] == ["sample_00000007"]
+    # a split column in the gold file itself
+    gold = tmp_path / "gold.csv"
+    gold.write_text("name,openset,split\na,['happy'],train\nb,['sad'],test\n", encoding="utf-8")
+    pred = tmp_path / "pred.csv"
+    pred.write_text("name,openset\na,['sad']\nb,['sad']\n", encoding="utf-8")
+    for split, avg in (("test", "Avg=1.0"), ("train", "Avg=0.0"), ("whole", "Avg=0.5")):
+        assert avg in affectgpt("evaluate", "--gold", gold, "--pred", pred, "--grouping", "none",
+                                "--split", split).stdout
 
 
 def test_wheel_metric_cli(mer2024_ov, wheel_dir):

@@ -124,8 +124,8 @@ Example (reproduces MERTools' stored result 0.5397841365461847):
     ev.add_argument("--name-column", default="name", help="sample-name column (default: %(default)s)")
     ev.add_argument("--names", help="evaluate only these samples: a text file with one name per line, "
                                     "or a CSV with name (and split) columns")
-    ev.add_argument("--split", help="with a --names CSV: keep rows whose split column equals this "
-                                    "(train, test; 'whole' keeps all)")
+    ev.add_argument("--split", help="keep samples whose split column (in the --names CSV, else in the "
+                                    "gold file) equals this: train, test, or whole (all)")
     ev.add_argument("--wheel-dir", help="emotion-wheel tables (wheel1..5.xlsx, synonym.xlsx, format.csv); "
                                         "default: $AFFECTGPT_WHEEL_DIR")
     ev.add_argument("--lexical-wheel", action="store_true",

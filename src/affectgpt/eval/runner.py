@@ -167,8 +167,8 @@ def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> dict:
     subset = None
     if cfg.names:
         subset = read_names(cfg.names, cfg.split)
-    elif cfg.split:
-        raise EvaluationInputError("--split needs --names FILE with name and split columns")
+    elif cfg.split:  # a split column in the gold file itself
+        subset = read_names(cfg.gold, cfg.split)
 
     if cfg.metric == "sentiment":
         gold = _sentiment_gold(cfg)
