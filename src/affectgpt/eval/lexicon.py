@@ -87,7 +87,8 @@ def _match(token: str, following: str, vocab: frozenset[str]) -> str | None:
 
 
 def _wordnet_vocabulary(wordnet_dir: str | Path | None) -> frozenset[str]:
-    from affectgpt.eval.lexical import cache_root, wordnet_reader
+    from affectgpt.eval.lexical import wordnet_reader
+    from affectgpt.paths import cache_root
 
     key = hashlib.sha1(f"{LEXICON_VERSION}:{wordnet_dir}".encode()).hexdigest()[:12]
     path = cache_root() / "lexical" / f"emotion-vocabulary-{key}.json"

