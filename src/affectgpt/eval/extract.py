@@ -16,15 +16,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console
 
-from affectgpt.eval.labels import LabelFormatError, parse_label_list, read_table
+from affectgpt.eval.labels import LabelFormatError, format_label_list, parse_label_list, read_table
 from affectgpt.llm.client import ChatClient, ask_validated, bracketed_reply, run_bounded
+from affectgpt.paths import atomic_write
 
 # ================================================================== LLM extraction
 
@@ -141,12 +141,6 @@ def extract_labels_llm(
 # ================================================================== files
 
 
-def format_label_list(labels: list[str]) -> str:
-    """``['a', 'b']`` (double quotes for labels holding an apostrophe), readable back by
-    :func:`~affectgpt.eval.labels.parse_label_list`."""
-    return "[" + ", ".join(f'"{x}"' if "'" in x else f"'{x}'" for x in labels) + "]"
-
-
 def extract_labels_file(
     input_path: str | Path, output_path: str | Path, *, method: str = "lexicon",
     text_column: str = "english", name_column: str = "name", encoding: str | None = None,
@@ -192,20 +186,13 @@ def extract_labels_file(
     for name in descriptions:
         if name in labels:
             writer.writerow([name, format_label_list(labels[name])])
-    _atomic_write_text(output_path, buffer.getvalue())
+    atomic_write(output_path, buffer.getvalue())
     failures_path = output_path.with_name(output_path.name + ".failures.jsonl")
     if failures:
-        _atomic_write_text(failures_path, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures))
+        atomic_write(failures_path, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures))
     else:
         failures_path.unlink(missing_ok=True)
     console.print(f"extracted labels for {len(labels)} of {len(descriptions)} descriptions "
                   f"({method}, {time.perf_counter() - started:.1f} s) -> {output_path}"
                   + (f"; {len(failures)} failures -> {failures_path}" if failures else ""))
     return labels, failures
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)

@@ -182,6 +182,19 @@ def _matching_bracket(s: str, start: int, original: str) -> int:
     raise LabelFormatError(f"unbalanced brackets in list of lists: {original!r}")
 
 
+def format_label_list(labels: Iterable[str]) -> str:
+    """Write labels as a bracketed list that :func:`parse_label_list` reads back exactly."""
+    items = []
+    for label in labels:
+        if "'" not in label:
+            items.append(f"'{label}'")
+        elif '"' not in label:
+            items.append(f'"{label}"')
+        else:
+            raise LabelFormatError(f"label {label!r} holds both quote characters")
+    return "[" + ", ".join(items) + "]"
+
+
 # --------------------------------------------------------------------------- files
 
 

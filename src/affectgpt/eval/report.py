@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from affectgpt.eval.set_metric import mean_std
+from affectgpt.paths import atomic_write
 
 
 def format_cell(values: Sequence[float]) -> str:
@@ -71,15 +70,5 @@ def print_table(table: Table, console: Console | None = None) -> None:
 
 
 def write_json(data: object, path: str | Path) -> Path:
-    """Write JSON atomically (temp file + rename): an interrupted write never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON atomically: an interrupted write never leaves half a file."""
+    return atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1))

@@ -32,6 +32,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from affectgpt.paths import atomic_write
+
 CACHE_FORMAT = 1
 _SHARD = re.compile(r"shard-(\d{5})\.safetensors")
 
@@ -92,7 +94,7 @@ class FeatureCache:
             return cache
         for stale in root.glob(".shard-*.tmp"):
             stale.unlink()
-        _atomic_write_bytes(meta_path, json.dumps(
+        atomic_write(meta_path, json.dumps(
             {"format": CACHE_FORMAT, "fingerprint": fingerprint,
              "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1, sort_keys=True).encode())
         return cls(root)
@@ -150,13 +152,6 @@ class FeatureCache:
         for name in features:
             self._index[name] = path
         return path
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -1,0 +1,55 @@
+"""Datasets: one manifest schema, importers, seeded splits and a synthetic corpus.
+
+- :mod:`affectgpt.data.manifest`: :class:`Sample`, :func:`read_manifest`,
+  :func:`write_manifest` (JSONL or CSV).
+- :mod:`affectgpt.data.importers`: EMER-Fine and plain video folders.
+- :mod:`affectgpt.data.splits`: deterministic seeded train/test splits, written down.
+- :mod:`affectgpt.data.synthetic`: real MP4 clips of talking faces with espeak-ng speech
+  whose emotional cue sits in the face, the voice, the words or all three
+  (imported lazily: it needs PyAV and Pillow).
+"""
+
+from affectgpt.data.importers import import_emer_fine, import_video_folder
+from affectgpt.data.manifest import (
+    ManifestError,
+    Sample,
+    media_report,
+    read_manifest,
+    write_manifest,
+)
+from affectgpt.data.splits import (
+    EMER_FINE_TEST_SIZE,
+    EMER_FINE_TRAIN_SIZE,
+    apply_split,
+    emer_fine_split,
+    read_split,
+    seeded_split,
+    write_split,
+)
+
+__all__ = [
+    "EMER_FINE_TEST_SIZE",
+    "EMER_FINE_TRAIN_SIZE",
+    "ManifestError",
+    "Sample",
+    "apply_split",
+    "emer_fine_split",
+    "import_emer_fine",
+    "import_video_folder",
+    "make_synthetic",
+    "make_synthetic_corpus",
+    "media_report",
+    "read_manifest",
+    "read_split",
+    "seeded_split",
+    "write_manifest",
+    "write_split",
+]
+
+
+def __getattr__(name: str):
+    if name in ("make_synthetic", "make_synthetic_corpus"):
+        from affectgpt.data import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module 'affectgpt.data' has no attribute {name!r}")
