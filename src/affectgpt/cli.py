@@ -232,6 +232,28 @@ train/test split in DIR/fine/split.csv.""")
     sp.add_argument("--apply-to", help="also write the manifest with the split filled in here")
     sp.set_defaults(func=cmd_split)
 
+    fe = sub.add_parser(
+        "features", help="run a frozen encoder once per clip into a resumable feature cache",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Run a frozen encoder once per clip of a manifest and store the features in
+sharded safetensors files with the encoder's fingerprint (name, weight hash,
+preprocessing, package version). Re-running skips finished clips (an interrupted run
+loses at most one unwritten shard and never leaves a half-written one), retries failed
+clips, and refuses a cache built with other weights or preprocessing. Clips that cannot
+be read are listed in OUT/failures.jsonl.
+
+Encoders:
+""" + "\n".join(f"  {k:<18} {v}" for k, v in _audio_encoders().items()))
+    fe.add_argument("--manifest", required=True, help="manifest (JSONL/CSV) of the clips")
+    fe.add_argument("--encoder", required=True, help="encoder name (see above)")
+    fe.add_argument("--out", required=True, help="cache folder")
+    fe.add_argument("--workers", type=int, default=2, help="decoding processes (default: %(default)s)")
+    fe.add_argument("--shard-size", type=int, default=64, help="clips per shard (default: %(default)s)")
+    fe.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                    help="encoder precision (default: %(default)s; half precision pays off on GPUs)")
+    fe.add_argument("--fresh", action="store_true", help="delete the cache's contents and start over")
+    fe.set_defaults(func=cmd_features)
+
     # ---------------------------------------------------------------------- demo
     de = sub.add_parser(
         "demo", help="run the main job on its embedded defaults",
@@ -324,6 +346,23 @@ def cmd_split(args: argparse.Namespace) -> int:
     if args.apply_to:
         write_manifest(apply_split(samples, assignment), args.apply_to)
     print(f"wrote {args.out}: {split_sizes(assignment)}")
+    return 0
+
+
+def _audio_encoders() -> dict[str, str]:
+    from affectgpt.features.jobs import AUDIO_ENCODERS
+
+    return AUDIO_ENCODERS
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from affectgpt.features.jobs import build_features
+
+    summary = build_features(args.manifest, args.encoder, args.out, workers=args.workers,
+                             shard_size=args.shard_size, fresh=args.fresh, dtype=args.dtype)
+    print(f"{summary.total} clips: {summary.encoded} encoded, {summary.skipped} already cached, "
+          f"{summary.failed} failed ({summary.seconds:.1f} s) -> {args.out}"
+          + (f"; failures in {Path(args.out) / 'failures.jsonl'}" if summary.failed else ""))
     return 0
 
 
