@@ -20,8 +20,16 @@ Frame and clip sampling follow the reference code (see :func:`sample_frame_indic
 :mod:`affectgpt.media.audio`). Every failure raises a :class:`MediaError` subclass naming the
 file; a missing file raises :class:`FileNotFoundError`.
 
-The torch-based names (from :mod:`affectgpt.media.transforms`) are imported on first use, so
-decoding works without torch installed.
+Face crops (OpenCV, the ``faces`` extra)::
+
+    from affectgpt.media import crop_faces
+
+    crops = crop_faces(frames, size=224)     # FaceCrops: frames [8, 224, 224, 3], boxes, found
+    pixels = preprocess_frames(frames, face_crop=True)
+
+The torch-based names (from :mod:`affectgpt.media.transforms`) and the face-crop names (from
+:mod:`affectgpt.media.faces`) are imported on first use, so decoding works without torch and
+``import affectgpt.media`` never imports OpenCV.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from .info import MediaInfo, probe
 from .video import SampledFrames, read_frames, sample_frame_indices, sample_frames
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .faces import FACE_CASCADE, FaceCrops, crop_faces, detect_faces
     from .transforms import (
         CLIP_MEAN,
         CLIP_STD,
@@ -59,12 +68,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
+    "FACE_CASCADE",
     "IMAGEBIND_AUDIO_MEAN",
     "IMAGEBIND_AUDIO_STD",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "CorruptMediaError",
     "EmptyMediaError",
+    "FaceCrops",
     "MediaError",
     "MediaInfo",
     "NoAudioStreamError",
@@ -72,6 +83,8 @@ __all__ = [
     "SampledFrames",
     "audio_clip_starts",
     "audio_clips",
+    "crop_faces",
+    "detect_faces",
     "imagebind_audio_features",
     "kaldi_fbank",
     "kaldi_mel_banks",
@@ -85,29 +98,34 @@ __all__ = [
     "whisper_mel_filters",
 ]
 
-#: Names served lazily from the torch-based ``transforms`` module.
-_LAZY = frozenset(
-    {
-        "CLIP_MEAN",
-        "CLIP_STD",
-        "IMAGEBIND_AUDIO_MEAN",
-        "IMAGEBIND_AUDIO_STD",
-        "IMAGENET_MEAN",
-        "IMAGENET_STD",
-        "imagebind_audio_features",
-        "kaldi_fbank",
-        "kaldi_mel_banks",
-        "preprocess_frames",
-        "whisper_log_mel",
-        "whisper_mel_filters",
-    }
-)
+#: Names served lazily: the torch-based ``transforms`` and the OpenCV-based ``faces``.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "CLIP_MEAN",
+            "CLIP_STD",
+            "IMAGEBIND_AUDIO_MEAN",
+            "IMAGEBIND_AUDIO_STD",
+            "IMAGENET_MEAN",
+            "IMAGENET_STD",
+            "imagebind_audio_features",
+            "kaldi_fbank",
+            "kaldi_mel_banks",
+            "preprocess_frames",
+            "whisper_log_mel",
+            "whisper_mel_filters",
+        ),
+        ".transforms",
+    ),
+    **dict.fromkeys(("FACE_CASCADE", "FaceCrops", "crop_faces", "detect_faces"), ".faces"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
+    module = _LAZY.get(name)
+    if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(".transforms", __name__), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

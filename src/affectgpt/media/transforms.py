@@ -59,6 +59,8 @@ def preprocess_frames(
     std: tuple[float, float, float] = CLIP_STD,
     crop: str = "center",
     interpolation: str = "bicubic",
+    *,
+    face_crop: bool = False,
 ) -> torch.Tensor:
     """Turn ``[n, H, W, 3]`` uint8 RGB frames into a normalised ``[n, 3, size, size]`` tensor.
 
@@ -75,6 +77,12 @@ def preprocess_frames(
             frame to ``size x size`` -- what the Video-LLaMA / AffectGPT reference does
             (decord decodes straight to 224x224), so use it to reproduce the reference.
         interpolation: ``"bicubic"`` (default), ``"bilinear"`` or ``"nearest"``.
+        face_crop: first replace the frames by square crops around the clip's face
+            (:func:`~affectgpt.media.crop_faces` with its defaults: median box, margin 0.25;
+            needs OpenCV, ``pip install 'affectgpt[faces]'``). A clip without a detectable
+            face keeps its full frames (centre square). To know whether a face was found, or
+            to change the crop options, call :func:`~affectgpt.media.crop_faces` yourself and
+            pass its ``frames`` here instead.
 
     Returns:
         float32 tensor ``[n, 3, size, size]``.
@@ -95,6 +103,10 @@ def preprocess_frames(
         raise ValueError(f"expected frames [n, H, W, 3], got shape {frames.shape}")
     if frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames, got {frames.dtype}")
+    if face_crop and frames.shape[0]:
+        from .faces import crop_faces
+
+        frames = crop_faces(frames).frames
 
     out = np.empty((frames.shape[0], size, size, 3), np.uint8)
     for i, frame in enumerate(frames):
