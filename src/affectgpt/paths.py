@@ -29,3 +29,17 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def publish_directory(tmp: Path, target: Path, is_complete) -> Path:
+    """Rename a fully written temporary folder to ``target``. When another process published
+    a complete ``target`` first (``is_complete(target)``), keep theirs and drop ``tmp``."""
+    import shutil
+
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if not is_complete(target):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

