@@ -51,8 +51,10 @@ def assert_is_face(box, face, tol: int = TOL) -> None:
 
 def contains(region, box) -> bool:
     return (
-        region[0] <= box[0] and box[0] + box[2] <= region[0] + region[2]
-        and region[1] <= box[1] and box[1] + box[3] <= region[1] + region[3]
+        region[0] <= box[0]
+        and box[0] + box[2] <= region[0] + region[2]
+        and region[1] <= box[1]
+        and box[1] + box[3] <= region[1] + region[3]
     )
 
 
@@ -64,9 +66,9 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="module")
 def background() -> np.ndarray:
     yy, xx = np.mgrid[0:H, 0:W]
-    return np.stack(
-        [60 + 100 * xx / W, 80 + 60 * yy / H, 120 - 40 * xx / W], axis=-1
-    ).astype(np.uint8)
+    return np.stack([60 + 100 * xx / W, 80 + 60 * yy / H, 120 - 40 * xx / W], axis=-1).astype(
+        np.uint8
+    )
 
 
 def noise(seed: int) -> np.ndarray:
@@ -191,8 +193,16 @@ def test_median_track_uses_one_box(moving, moving_median):
 
 def test_median_track_is_stable_against_jitter_and_outliers(astronaut, background):
     # a face jittering by a few pixels around (150, 40), one frame far away
-    offsets = [(150, 40), (153, 42), (147, 38), (151, 41), (149, 39), (300, 80), (152, 40),
-               (148, 41)]
+    offsets = [
+        (150, 40),
+        (153, 42),
+        (147, 38),
+        (151, 41),
+        (149, 39),
+        (300, 80),
+        (152, 40),
+        (148, 41),
+    ]
     frames, faces = make_clip(astronaut, background, offsets)
     crops = crop_faces(frames, size=112)
     assert crops.found == [True] * 8
@@ -236,11 +246,11 @@ def test_no_face_gives_centre_squares(moving_median, astronaut, background):
 
 
 def test_crop_is_clamped_to_the_image(astronaut, background):
-    # face at the top-left corner: a 1.0 margin would reach outside the frame
+    # face near the top-left corner: a 0.75 margin would reach outside the frame
     frames, faces = make_clip(astronaut, background, [(0, 0)] * 2)
-    crops = crop_faces(frames, margin=1.0)
+    crops = crop_faces(frames, margin=0.75)
     x, y, s, _ = crops.regions[0]
-    assert (x, y) == (0, 0) and s == round(3 * crops.boxes[0][2])
+    assert (x, y) == (0, 0) and s == round(2.5 * crops.boxes[0][2])
     assert contains(crops.regions[0], faces[0])
     # a margin larger than the frame: capped at the shorter side
     huge = crop_faces(frames, margin=5.0)

@@ -113,7 +113,9 @@ def detect_faces(
     if height == 0 or width == 0:
         return []
     cv2 = _cv2()
-    grey = frame if frame.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    grey = (
+        frame if frame.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    )
     scale = 1.0
     if max_side is not None and max(height, width) > max_side:
         scale = max_side / max(height, width)
@@ -121,7 +123,9 @@ def detect_faces(
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     grey = cv2.equalizeHist(np.ascontiguousarray(grey))
     found = _cascade().detectMultiScale(
-        grey, scaleFactor=scale_factor, minNeighbors=min_neighbors,
+        grey,
+        scaleFactor=scale_factor,
+        minNeighbors=min_neighbors,
         minSize=(min_size, min_size),
     )
     boxes = []
