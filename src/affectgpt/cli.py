@@ -36,7 +36,9 @@ def _add_llm_options(parser: argparse.ArgumentParser) -> None:
                         "was wrong; after the last the sample is recorded as failed (default: %(default)s)")
     g.add_argument("--llm-max-tokens", type=int, default=d.max_tokens,
                    help="longest reply in tokens (default: %(default)s)")
-    g.add_argument("--llm-cache", default=d.cache, help="sqlite reply cache (default: %(default)s)")
+    g.add_argument("--llm-cache", default=d.cache,
+                   help="sqlite reply cache (default: $AFFECTGPT_CACHE/llm-cache.sqlite, "
+                        "$AFFECTGPT_CACHE defaulting to ~/.cache/affectgpt)")
     g.add_argument("--local-server", action="store_true",
                    help="start the packaged SmolLM2-135M-Instruct behind `transformers serve` on loopback "
                         "and use it (offline; for trying the pipeline, not for paper numbers)")

@@ -18,6 +18,7 @@ from affectgpt.eval.labels import (
 )
 from affectgpt.eval.report import print_table, runs_table, short_names, write_json
 from affectgpt.eval.set_metric import EvaluationInputError, evaluate_set, mean_std, select_names
+from affectgpt.paths import cache_root
 
 METRICS = ("set", "wheel", "hitrate", "sentiment")
 
@@ -34,13 +35,13 @@ class LLMConfig:
     max_retries: int = 4
     max_attempts: int = 3
     max_tokens: int = 512
-    cache: str = "~/.cache/affectgpt/llm-cache.sqlite"
+    cache: str | None = None  # default: <cache root>/llm-cache.sqlite ($AFFECTGPT_CACHE)
 
     def client(self):
         from affectgpt.llm.cache import ResponseCache
         from affectgpt.llm.client import ChatClient
 
-        cache_path = Path(os.path.expanduser(self.cache))
+        cache_path = Path(self.cache).expanduser() if self.cache else cache_root() / "llm-cache.sqlite"
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         return ChatClient(self.base_url, self.model, api_key_env=self.api_key_env,
                           timeout=self.timeout, max_retries=self.max_retries,
@@ -49,10 +50,12 @@ class LLMConfig:
 
 @dataclass
 class EvalConfig:
+    """Everything `affectgpt evaluate` needs (its options map one to one)."""
+
     gold: str
     preds: list[str]
     metric: str = "set"
-    grouping: str = "stored"  # stored:PATH | llm | lexical | none
+    grouping: str = "lexical"  # stored:PATH | llm | lexical | none
     label_syntax: str = "auto"  # auto | python | mertools
     gold_column: str = "openset"
     pred_column: str = "openset"
