@@ -137,3 +137,12 @@ def test_extract_labels_llm_cli(llm_server, tmp_path):
     second = affectgpt(*args)
     assert "LLM: 0 server calls" in second.stderr and out.read_text().splitlines() == rows
     assert "server calls" in first.stderr
+
+
+def test_model_info_counts_paper_parameters_without_an_llm():
+    out = affectgpt("model-info", "paper").stdout
+    assert "total: 44,959,744" in out and "feature_dim: 1024" in out
+    out = affectgpt("model-info", "small", "--set", "audio.layers=1").stdout
+    assert "layers: 1" in out
+    bad = affectgpt("model-info", "tiny", "--set", "video.layerz=3", check=False)
+    assert bad.returncode == 2 and "did you mean 'layers'" in bad.stderr

@@ -256,6 +256,17 @@ Encoders:
     fe.add_argument("--fresh", action="store_true", help="delete the cache's contents and start over")
     fe.set_defaults(func=cmd_features)
 
+    mi = sub.add_parser(
+        "model-info", help="print a model preset's full configuration and trainable parameters",
+        description="Resolve a preset (paper, paper-llama2, qwen2.5-lora, small, tiny) or a YAML file "
+                    "with dotted overrides, print the full configuration as YAML and the adapters' "
+                    "parameter counts, without loading any LLM weights.")
+    mi.add_argument("preset", nargs="?", default="small",
+                    help="preset name or YAML config file (default: %(default)s)")
+    mi.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override, repeatable (e.g. --set video.layers=4 --set lora.r=16)")
+    mi.set_defaults(func=cmd_model_info)
+
     # ---------------------------------------------------------------------- demo
     de = sub.add_parser(
         "demo", help="run the main job on its embedded defaults",
@@ -368,6 +379,19 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from affectgpt.model import load_config
+    from affectgpt.model.affectgpt import count_adapter_parameters
+
+    cfg = load_config(args.preset, args.set)
+    print(cfg.to_yaml().rstrip())
+    counts = count_adapter_parameters(cfg)
+    print("# trainable adapter parameters (LoRA not included):")
+    for key, value in counts.items():
+        print(f"#   {key}: {value:,}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from affectgpt.demo import run_demo
 
@@ -380,8 +404,9 @@ def _domain_errors() -> tuple[type[BaseException], ...]:
     from affectgpt.data.speech import SpeechError
     from affectgpt.features.cache import FeatureCacheMismatch
     from affectgpt.llm.client import LLMError
+    from affectgpt.model.config import ConfigError
 
-    return (SpeechError, FeatureCacheMismatch, LLMError)
+    return (SpeechError, FeatureCacheMismatch, LLMError, ConfigError)
 
 
 def main(argv: list[str] | None = None) -> int:
