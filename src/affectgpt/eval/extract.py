@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from affectgpt.eval.labels import LabelFormatError, format_label_list, parse_label_list, read_table
+from affectgpt.eval.labels import LabelFormatError, format_label_list, parse_label_list, read_column
 from affectgpt.llm.client import ChatClient, ask_validated, bracketed_reply, run_bounded
 from affectgpt.paths import atomic_write
 
@@ -153,16 +153,9 @@ def extract_labels_file(
     ``llm`` is an :class:`~affectgpt.eval.runner.LLMConfig` for ``method="llm"``.
     """
     console = console or Console(stderr=True)
-    descriptions: dict[str, str] = {}
-    for row in read_table(input_path, encoding):
-        if name_column not in row or text_column not in row:
-            raise LabelFormatError(f"needs columns {name_column!r} and {text_column!r} "
-                                   f"(has {sorted(row)})", path=input_path)
-        name = str(row[name_column]).strip()
-        if name in descriptions:
-            raise LabelFormatError("duplicate sample name", sample=name, path=input_path)
-        text = row[text_column]
-        descriptions[name] = "" if text is None else str(text)
+    descriptions = {name: "" if text is None else str(text) for name, text in
+                    read_column(input_path, text_column, name_column=name_column,
+                                encoding=encoding).items()}
     started = time.perf_counter()
     if method == "lexicon":
         from affectgpt.eval.lexicon import LexiconExtractor

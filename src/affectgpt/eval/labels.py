@@ -252,6 +252,39 @@ def read_table(path: str | Path, encoding: str | None = None) -> list[dict[str, 
     return list(reader)
 
 
+def read_column(
+    path: str | Path,
+    column: str,
+    *,
+    name_column: str = "name",
+    encoding: str | None = None,
+) -> dict[str, object]:
+    """Read ``{sample name: raw value of column}`` from a CSV/TSV/JSONL/JSON table.
+
+    A missing column, an empty sample name or a duplicate name is an error naming the file.
+    """
+    result: dict[str, object] = {}
+    for lineno, row in enumerate(read_table(path, encoding), 2):
+        for needed in (name_column, column):
+            if needed not in row:
+                raise LabelFormatError(f"no {needed!r} column (columns: {sorted(row)})", path=path)
+        name = str(row[name_column]).strip()
+        if not name:
+            raise LabelFormatError(f"empty sample name in row {lineno}", path=path)
+        if name in result:
+            raise LabelFormatError("duplicate sample name", sample=name, path=path)
+        result[name] = row[column]
+    return result
+
+
+def parse_sample_labels(value: object, syntax: str, *, sample: str, path: str | Path) -> list[str]:
+    """:func:`parse_label_list` whose errors name the sample and file."""
+    try:
+        return parse_label_list(value, syntax)
+    except LabelFormatError as exc:
+        raise LabelFormatError(str(exc), sample=sample, path=path) from None
+
+
 def read_labels(
     path: str | Path,
     column: str = "openset",
@@ -264,26 +297,9 @@ def read_labels(
 
     Errors (missing column, duplicate name, malformed list) name the sample and file.
     """
-    rows = read_table(path, encoding)
-    result: dict[str, list[str]] = {}
-    for lineno, row in enumerate(rows, 2):
-        if name_column not in row:
-            raise LabelFormatError(f"no {name_column!r} column (columns: {sorted(row)})", path=path)
-        if column not in row:
-            raise LabelFormatError(
-                f"no {column!r} column (columns: {sorted(row)}); choose one with --column",
-                path=path,
-            )
-        name = str(row[name_column]).strip()
-        if not name:
-            raise LabelFormatError(f"empty sample name in row {lineno}", path=path)
-        if name in result:
-            raise LabelFormatError("duplicate sample name", sample=name, path=path)
-        try:
-            result[name] = parse_label_list(row[column], syntax)
-        except LabelFormatError as exc:
-            raise LabelFormatError(str(exc), sample=name, path=path) from None
-    return result
+    raw = read_column(path, column, name_column=name_column, encoding=encoding)
+    return {name: parse_sample_labels(value, syntax, sample=name, path=path)
+            for name, value in raw.items()}
 
 
 def read_names(path: str | Path, split: str | None = None) -> list[str]:

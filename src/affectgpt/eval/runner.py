@@ -11,10 +11,10 @@ from rich.console import Console
 from affectgpt.eval.grouping import Groups, load_stored_groupings
 from affectgpt.eval.labels import (
     LabelFormatError,
-    parse_label_list,
+    parse_sample_labels,
+    read_column,
     read_labels,
     read_names,
-    read_table,
 )
 from affectgpt.eval.report import print_table, runs_table, short_names, write_json
 from affectgpt.eval.set_metric import EvaluationInputError, evaluate_set, mean_std, select_names
@@ -89,40 +89,21 @@ def _wheel_dir(cfg: EvalConfig) -> str:
     return directory
 
 
-def _read_raw_column(path: str, column: str, name_column: str, encoding: str | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for row in read_table(path, encoding):
-        if column not in row or name_column not in row:
-            raise LabelFormatError(f"needs columns {name_column!r} and {column!r}", path=path)
-        name = str(row[name_column]).strip()
-        if name in out:
-            raise LabelFormatError("duplicate sample name", sample=name, path=path)
-        out[name] = row[column]
-    return out
-
-
 def _single_labels(path: str, cfg: EvalConfig, syntax: str) -> dict[str, list[str]]:
     """Gold of single-label datasets: a bare label (``happy``) or a list."""
-    raw = _read_raw_column(path, cfg.gold_column, cfg.name_column, cfg.encoding)
+    raw = read_column(path, cfg.gold_column, name_column=cfg.name_column, encoding=cfg.encoding)
     out = {}
     for name, value in raw.items():
         text = "" if value is None else str(value).strip()
         if text.startswith("[") or text.startswith("［"):
-            out[name] = read_labels_from_value(text, syntax, name, path)
+            out[name] = parse_sample_labels(text, syntax, sample=name, path=path)
         else:
             out[name] = [text.lower()] if text else []
     return out
 
 
-def read_labels_from_value(text: str, syntax: str, name: str, path: str) -> list[str]:
-    try:
-        return parse_label_list(text, syntax)
-    except LabelFormatError as exc:
-        raise LabelFormatError(str(exc), sample=name, path=path) from None
-
-
 def _sentiment_gold(cfg: EvalConfig) -> dict[str, float]:
-    raw = _read_raw_column(cfg.gold, cfg.gold_column, cfg.name_column, cfg.encoding)
+    raw = read_column(cfg.gold, cfg.gold_column, name_column=cfg.name_column, encoding=cfg.encoding)
     out = {}
     for name, value in raw.items():
         try:
