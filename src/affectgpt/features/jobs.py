@@ -130,10 +130,6 @@ def make_loader(samples: dict[str, Sample], encoder) -> AudioClipLoader | FrameL
     return FrameLoader(samples, encoder.frame_transform())
 
 
-def _encode_fn(encoder):
-    return encoder.encode_audio if encoder.modality == "audio" else encoder.encode_frames
-
-
 def feature_fingerprint(encoder, encoder_name: str, loader: AudioClipLoader | FrameLoader) -> dict:
     """What a cache must match: the encoder's fingerprint and the input parameters."""
     return {"encoder": encoder.fingerprint(), "inputs": loader.parameters(), "encoder_name": encoder_name}
@@ -143,13 +139,12 @@ class LiveFeatures:
     """Features computed on the fly from raw media (what the reference code does each step)."""
 
     def __init__(self, samples: dict[str, Sample], encoder, encoder_name: str):
-        self.encoder = encoder
+        self.encoder = encoder  # a FrozenEncoder: calling it encodes audio clips or frames
         self.loader = make_loader(samples, encoder)
-        self.encode = _encode_fn(encoder)
         self.fingerprint = feature_fingerprint(encoder, encoder_name, self.loader)
 
     def __call__(self, name: str) -> torch.Tensor:
-        return self.encode(self.loader(name))
+        return self.encoder(self.loader(name))
 
 
 class CachedFeatures:
@@ -207,6 +202,6 @@ def build_features(manifest: str | Path, encoder_name: str, out: str | Path, *, 
     encoder = load_encoder(encoder_name, dtype)
     loader = make_loader(samples, encoder)
     fingerprint = feature_fingerprint(encoder, encoder_name, loader)
-    return build_feature_cache(list(samples), loader, _encode_fn(encoder), fingerprint, out,
+    return build_feature_cache(list(samples), loader, encoder, fingerprint, out,
                                workers=workers, shard_size=shard_size, fresh=fresh, progress=progress,
                                errors=(MediaError, FileNotFoundError))
