@@ -84,16 +84,12 @@ class FeatureCache:
         if fresh:
             for path in list(root.glob("shard-*.safetensors")) + [meta_path, root / "failures.jsonl"]:
                 path.unlink(missing_ok=True)
+        for stale in root.glob(".shard-*.tmp"):  # left by a run killed while writing
+            stale.unlink()
         if meta_path.is_file():
             cache = cls(root)
-            differences = _diff(cache.fingerprint, fingerprint)
-            if differences:
-                raise FeatureCacheMismatch(
-                    f"the feature cache at {root} was built differently:\n  " + "\n  ".join(differences)
-                    + "\nuse another --out folder, or --fresh to rebuild it")
+            cache.check(fingerprint, hint="use another --out folder, or --fresh to rebuild it")
             return cache
-        for stale in root.glob(".shard-*.tmp"):
-            stale.unlink()
         atomic_write(meta_path, json.dumps(
             {"format": CACHE_FORMAT, "fingerprint": fingerprint,
              "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1, sort_keys=True).encode())
@@ -129,12 +125,13 @@ class FeatureCache:
                     out[key] = f.get_tensor(key)
         return out
 
-    def check(self, fingerprint: dict) -> None:
-        """Raise :class:`FeatureCacheMismatch` unless the cache matches ``fingerprint``."""
+    def check(self, fingerprint: dict, hint: str = "") -> None:
+        """Raise :class:`FeatureCacheMismatch` (listing the differences, then ``hint``)
+        unless the cache matches ``fingerprint``."""
         differences = _diff(self.fingerprint, fingerprint)
         if differences:
             raise FeatureCacheMismatch(f"the feature cache at {self.root} was built differently:\n  "
-                                       + "\n  ".join(differences))
+                                       + "\n  ".join(differences) + (f"\n{hint}" if hint else ""))
 
     def write_shard(self, features: dict[str, torch.Tensor]) -> Path:
         """Write one shard atomically and index it."""
