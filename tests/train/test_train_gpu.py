@@ -58,3 +58,22 @@ def test_cuda_resume_is_exact(tmp_path, precision):
     assert la == lb
     for k, v in straight.trainable_state_dict().items():
         assert torch.equal(v, resumed.trainable_state_dict()[k]), k
+
+
+def test_paper_preset_at_real_size_trains_in_bf16(tmp_path):
+    """The `paper` preset with random weights of the real sizes (Vicuna-7B-shaped LLM)
+    trains a few steps at batch 3 in bf16 (the benchmark script, shortened)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_train_gpu.py"
+    out = tmp_path / "result.json"
+    subprocess.run([sys.executable, str(script), "--steps", "4", "--warmup", "1",
+                    "--out", str(out)], check=True, timeout=1200)
+    result = json.loads(out.read_text())
+    assert result["precision"] == "bf16" and result["batch_size"] == 3
+    assert result["frozen_parameters"] > 6e9 and 3e7 < result["trainable_parameters"] < 6e7
+    assert all(loss == loss and loss > 0 for loss in result["losses"])  # finite
+    assert result["peak_memory_gib"] < torch.cuda.get_device_properties(0).total_memory / 2**30

@@ -70,6 +70,9 @@ class LLMConfig:
     intermediate_size: int = 128
     init_std: float = 0.02
     seed: int = 0
+    # the embedding/LM-head rows of a random LLM (None: the tokenizer's size); a larger
+    # value gives a random model the real head size of, e.g., Vicuna (32000)
+    vocab_size: int | None = None
 
 
 @dataclass
@@ -262,6 +265,8 @@ class ModelConfig:
                 errors.append("llm.hidden_size must be divisible by llm.num_heads")
             if self.llm.init_std <= 0:
                 errors.append("llm.init_std must be positive")
+            if self.llm.vocab_size is not None and self.llm.vocab_size <= 0:
+                errors.append("llm.vocab_size must be positive")
             if self.llm.num_heads % max(self.llm.num_kv_heads, 1):
                 errors.append("llm.num_heads must be divisible by llm.num_kv_heads")
         if self.llm.hidden_size is not None and self.llm.hidden_size <= 0:

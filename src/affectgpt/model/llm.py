@@ -120,11 +120,15 @@ def load_llm(cfg: LLMConfig, tokenizer, dtype: torch.dtype) -> nn.Module:
 
 
 def build_random_llm(cfg: LLMConfig, tokenizer, dtype: torch.dtype) -> nn.Module:
-    """A small random Llama; the same ``cfg`` (seed) and tokenizer give the same weights."""
+    """A random Llama; the same ``cfg`` (seed) and tokenizer give the same weights.
+
+    Built on the current default device (``with torch.device("cuda"):`` builds a
+    7B-sized one directly on the GPU).
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), cfg.vocab_size or 0),
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers,
@@ -134,7 +138,7 @@ def build_random_llm(cfg: LLMConfig, tokenizer, dtype: torch.dtype) -> nn.Module
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+        tie_word_embeddings=cfg.vocab_size is None,  # Vicuna-sized heads are untied
         initializer_range=cfg.init_std,
     )
     with torch.random.fork_rng(devices=[]):
