@@ -73,6 +73,13 @@ class _LocalServerScope:
             self.server.__exit__(*exc)
 
 
+def _register(module: str, function: str, subparsers) -> None:
+    """Add the verb that ``module.function(subparsers)`` defines."""
+    import importlib
+
+    getattr(importlib.import_module(module), function)(subparsers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="affectgpt",
@@ -279,6 +286,10 @@ Encoders:
     de.add_argument("--runs", type=int, default=3, help="seeded runs for mean±std (default: %(default)s)")
     de.add_argument("--seed", type=int, default=0, help="base random seed (default: %(default)s)")
     de.set_defaults(func=cmd_demo)
+    _register("affectgpt.train.cli", "add_train_parser", sub)  # affectgpt train
+    _register("affectgpt.inference", "add_infer_parser", sub)  # affectgpt infer
+    _register("affectgpt.inference", "add_describe_parser", sub)  # affectgpt describe
+    _register("affectgpt.report.web", "add_serve_demo_parser", sub)  # affectgpt serve-demo
     return parser
 
 
@@ -406,7 +417,9 @@ def _domain_errors() -> tuple[type[BaseException], ...]:
     from affectgpt.llm.client import LLMError
     from affectgpt.model.config import ConfigError
 
-    return (SpeechError, FeatureCacheMismatch, LLMError, ConfigError)
+    from affectgpt.inference import domain_errors as inference_errors  # train/infer/describe
+
+    return (SpeechError, FeatureCacheMismatch, LLMError, ConfigError, *inference_errors())
 
 
 def main(argv: list[str] | None = None) -> int:

