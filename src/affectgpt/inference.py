@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from affectgpt.data.collate import OptionalMedia, collate
+from affectgpt.data.collate import OptionalMedia, collate_batch
 from affectgpt.data.manifest import Sample
 from affectgpt.model.config import ConfigError, ModelConfig
 
@@ -307,7 +307,7 @@ def predict(model: AffectGPT, samples: Sequence[Sample], sources: Mapping[str, C
                 items.append(item)
                 kept.append(sample)
             if items:
-                batch = collate(items)
+                batch = collate_batch(items)
                 texts = model.generate(batch, max_new_tokens=max_new_tokens,
                                        do_sample=do_sample, seed=seed)
                 for sample, item, text in zip(kept, items, texts):
@@ -461,7 +461,7 @@ def describe_clip(model: AffectGPT, path: str | os.PathLike, subtitle: str | Non
     video, audio = encoders_for(model).clip_features(path)
     item = {"name": Path(path).stem, "video": video, "audio": audio,
             "subtitle": subtitle or "", "target": None, "labels": []}
-    text = model.generate(collate([item]), max_new_tokens=max_new_tokens,
+    text = model.generate(collate_batch([item]), max_new_tokens=max_new_tokens,
                           do_sample=do_sample, seed=seed)[0]
     return Description(description=text, labels=extract_labels(text),
                        subtitle=subtitle or "", has_audio=audio is not None,

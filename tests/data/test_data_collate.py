@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from affectgpt.data.collate import OptionalMedia, collate  # noqa: E402
+from affectgpt.data.collate import OptionalMedia, collate_batch  # noqa: E402
 from affectgpt.data.manifest import Sample  # noqa: E402
 from affectgpt.media import CorruptMediaError, NoAudioStreamError, read_audio  # noqa: E402
 
@@ -22,7 +22,7 @@ def test_masks_for_missing_audio_and_short_sequences():
     v = [torch.randn(4, 2, 16, generator=g), torch.randn(3, 2, 16, generator=g),
          torch.randn(4, 2, 16, generator=g)]
     a = [torch.randn(3, 12, generator=g), None, torch.randn(2, 12, generator=g)]
-    batch = collate([_item(f"s{i}", v[i], a[i]) for i in range(3)])
+    batch = collate_batch([_item(f"s{i}", v[i], a[i]) for i in range(3)])
     assert batch["video"].shape == (3, 4, 2, 16) and batch["audio"].shape == (3, 3, 12)
     assert batch["video_mask"].tolist() == [True, True, True]
     assert batch["audio_mask"].tolist() == [True, False, True]
@@ -38,14 +38,14 @@ def test_masks_for_missing_audio_and_short_sequences():
 def test_full_length_batches_carry_no_position_masks_and_absent_modalities_are_none():
     items = [_item("a", video=torch.ones(8, 128)), _item("b", video=torch.zeros(8, 128),
                                                           target=None)]
-    batch = collate(items)
+    batch = collate_batch(items)
     assert batch["video"].shape == (2, 8, 128) and batch["video_frame_mask"] is None
     assert batch["audio"] is None and batch["audio_mask"] is None
     assert batch["target"] is None  # generation batches
     with pytest.raises(ValueError, match="share their shape"):
-        collate([_item("a", video=torch.ones(8, 128)), _item("b", video=torch.ones(8, 64))])
+        collate_batch([_item("a", video=torch.ones(8, 128)), _item("b", video=torch.ones(8, 64))])
     with pytest.raises(ValueError, match="empty list"):
-        collate([])
+        collate_batch([])
 
 
 def test_the_model_trains_on_a_collated_batch_without_audio_for_one_sample():
@@ -59,12 +59,12 @@ def test_the_model_trains_on_a_collated_batch_without_audio_for_one_sample():
                                         cfg.video.feature_dim),
                    None if i == 1 else torch.randn(cfg.audio.clips, cfg.audio.feature_dim))
              for i in range(3)]
-    batch = collate(items)
+    batch = collate_batch(items)
     out = model(batch)
     out.loss.backward()
     assert torch.isfinite(out.loss)
     # a sample without audio gets the prompt without the audio block, as when alone
-    alone = model(collate([items[1]])).logits
+    alone = model(collate_batch([items[1]])).logits
     assert alone.shape[1] <= out.logits.shape[1]
 
 

@@ -62,12 +62,12 @@ def test_describe_a_clip_without_audio_track(model, clips):
     assert not any(isinstance(m, FrozenEncoder) for m in model.modules())
 
     # same greedy description as generate() on the clip's features: describe adds nothing
-    from affectgpt.data.collate import collate
+    from affectgpt.data.collate import collate_batch
     from affectgpt.inference import encoders_for
 
     video, audio = encoders_for(model).clip_features(clips["silent"])
     assert audio is None and video.shape == (8, 128)
-    batch = collate([{"name": "x", "video": video, "audio": None,
+    batch = collate_batch([{"name": "x", "video": video, "audio": None,
                       "subtitle": "I did not expect that.", "target": None, "labels": []}])
     assert model.generate(batch, do_sample=False, max_new_tokens=12)[0] == result.description
 

@@ -7,6 +7,9 @@
 - :mod:`affectgpt.data.synthetic`: real MP4 clips of talking faces with espeak-ng speech
   whose emotional cue sits in the face, the voice, the words or all three
   (imported lazily: it needs PyAV and Pillow).
+- :mod:`affectgpt.data.collate`: :func:`collate_batch` (EmotionDataset items -> an AffectGPT
+  batch with modality and position masks) and :class:`OptionalMedia` (imported lazily:
+  they need torch).
 """
 
 from affectgpt.data.importers import import_emer_fine, import_video_folder
@@ -31,8 +34,10 @@ __all__ = [
     "EMER_FINE_TEST_SIZE",
     "EMER_FINE_TRAIN_SIZE",
     "ManifestError",
+    "OptionalMedia",
     "Sample",
     "apply_split",
+    "collate_batch",
     "emer_fine_split",
     "import_emer_fine",
     "import_video_folder",
@@ -52,4 +57,8 @@ def __getattr__(name: str):
         from affectgpt.data import synthetic
 
         return getattr(synthetic, name)
+    if name in ("collate_batch", "OptionalMedia"):
+        import importlib
+
+        return getattr(importlib.import_module("affectgpt.data.collate"), name)
     raise AttributeError(f"module 'affectgpt.data' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 An item is ``{name, video, audio, subtitle, target, labels}`` where ``video`` is a
 ``[T, D]`` or ``[T, N, D]`` feature tensor (or None: the sample has no video) and
-``audio`` a ``[A, D]`` tensor (or None: no audio track). :func:`collate` stacks them
+``audio`` a ``[A, D]`` tensor (or None: no audio track). :func:`collate_batch` stacks them
 into the model's batch dict (see :mod:`affectgpt.model.affectgpt`)::
 
     video            [B, T, D] / [B, T, N, D] float32 (zeros where a sample has none), or None
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["OptionalMedia", "collate"]
+__all__ = ["OptionalMedia", "collate_batch"]
 
 
 def _stack(values: list[torch.Tensor | None], name: str,
@@ -54,7 +54,7 @@ def _stack(values: list[torch.Tensor | None], name: str,
     return out, has, positions
 
 
-def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def collate_batch(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """EmotionDataset items -> an AffectGPT batch (see the module docstring)."""
     if not items:
         raise ValueError("cannot collate an empty list of items")

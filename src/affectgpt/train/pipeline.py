@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from affectgpt.data.collate import collate
+from affectgpt.data.collate import collate_batch
 from affectgpt.data.dataset import EmotionDataset
 from affectgpt.data.manifest import Sample, read_manifest
 from affectgpt.inference import (
@@ -300,7 +300,7 @@ def train_stage(
 
     # 3. training
     started = time.perf_counter()
-    trainer = Trainer(net, dataset, collate, cfg, eval_fn=evaluator)
+    trainer = Trainer(net, dataset, collate_batch, cfg, eval_fn=evaluator)
     try:
         summary = trainer.fit(resume=resume)
     finally:
