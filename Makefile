@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
-SYSTEM_PACKAGES := ffmpeg espeak-ng sox wordnet-base wordnet-sense-index
+SYSTEM_PACKAGES := ffmpeg espeak-ng sox wordnet-base wordnet-sense-index chromium
 STAMP := $(VENV)/.installed
 
 .PHONY: all demo test lint bench system-deps install clean
