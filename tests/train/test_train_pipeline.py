@@ -30,7 +30,8 @@ def test_train_cli_end_to_end(corpus, tmp_path, capsys):
 
     out = tmp_path / "run"
     argv = ["train", "--preset", "tiny", *_sets(), "--stage", "2", "--manifest",
-            str(corpus["train"]), "--eval-manifest", str(corpus["fine"]), "--out", str(out),
+            str(corpus["fine"]), "--split", "train", "--eval-manifest", str(corpus["fine"]),
+            "--out", str(out),
             "--train", "epochs=2", "--train", "batch_size=2", "--train", "lr=1e-3",
             "--train", "progress=false", "--max-new-tokens", "6", "--eval-batch-size", "3"]
     assert main(argv) == 0
@@ -148,14 +149,16 @@ def test_unreadable_training_clip_stops_or_is_skipped_explicitly(corpus, tmp_pat
                     features=features)
     assert not (tmp_path / "run").exists()  # stopped before training
 
-    # skipping is explicit and recorded; init from a saved model folder
-    start = tmp_path / "start"
+    # skipping is explicit and recorded; init from a previous run folder (its model/)
+    previous = tmp_path / "previous"
     torch.manual_seed(1)
-    AffectGPT.from_config(load_config("tiny", REAL_ENCODERS)).save_pretrained(start)
+    AffectGPT.from_config(load_config("tiny", REAL_ENCODERS)).save_pretrained(
+        previous / "model")
     features.skip_bad_media = True
-    result = train_stage("tiny", overrides=REAL_ENCODERS, train=cfg.replace(init_from=str(start)),
-                         manifest=manifest, features=features)
+    result = train_stage("tiny", overrides=REAL_ENCODERS,
+                         train=cfg.replace(init_from=str(previous)), manifest=manifest,
+                         features=features)
     assert list(result.results["samples"]["skipped_train"]) == ["broken"]
     assert result.results["samples"]["train"] == 3
-    assert result.results["train"]["init_from"]["path"] == str(start)
+    assert result.results["train"]["init_from"]["path"] == str(previous / "model")
     assert result.results["train"]["init_from"]["missing_trainable"] == []

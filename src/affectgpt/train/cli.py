@@ -42,8 +42,9 @@ model/ and results.json (scores, timings, feature caches, samples).
 Examples:
   affectgpt train --preset small --stage 1 --manifest synth/coarse/manifest.jsonl \\
       --out runs/stage1 --train epochs=5 --train batch_size=4
-  affectgpt train --preset small --stage 2 --manifest synth/fine/train.jsonl \\
-      --eval-manifest synth/fine/manifest.jsonl --init-from runs/stage1 --out runs/stage2
+  affectgpt train --preset small --stage 2 --manifest synth/fine/manifest.jsonl \\
+      --split train --eval-manifest synth/fine/manifest.jsonl --init-from runs/stage1 \\
+      --out runs/stage2
   affectgpt train ... --out runs/stage2 --resume auto        # continue an interrupted run
 """
 
@@ -70,6 +71,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="stage number: names the run (stage1/stage2) and, with --paper, picks "
                         "the paper's iterations per epoch (default: %(default)s)")
     p.add_argument("--manifest", required=True, help="training manifest (JSONL/CSV)")
+    p.add_argument("--split", dest="train_split", metavar="SPLIT",
+                   help="train only on the --manifest samples whose split is SPLIT (e.g. "
+                        "train, holding the test samples of a fine manifest out)")
     p.add_argument("--eval-manifest",
                    help="manifest to describe and score during training (gold labels; its "
                         "split column gives the train/test scores)")
@@ -209,7 +213,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train_stage(args.preset, overrides=args.overrides, train=train,
                          manifest=args.manifest, eval_manifest=args.eval_manifest,
                          features=features, evaluation=evaluation,
-                         video_llama=args.video_llama, resume=args.resume)
+                         video_llama=args.video_llama, resume=args.resume,
+                         train_split=args.train_split)
     r = result.results
     steps = r["train"]["step"]
     line = f"{r['stage']}: {steps} steps in {r['timings']['total_s']:.1f} s"

@@ -229,6 +229,7 @@ def train_stage(
     evaluation: EvalSettings | None = None,
     video_llama: str | Path | None = None,
     resume: str | os.PathLike | None = None,
+    train_split: str | None = None,
 ) -> StageResult:
     """Train one stage (see the module docstring); returns the outputs' paths and results.
 
@@ -237,7 +238,8 @@ def train_stage(
     ``init_from``, ``epochs``, ``eval_every``, ``best_metric`` ...). ``eval_manifest``:
     samples with gold labels (and a ``split`` column) to describe and score every
     ``train.eval_every`` epochs. ``resume``: ``"auto"`` or a checkpoint, as
-    :meth:`Trainer.fit`.
+    :meth:`Trainer.fit`. ``train_split``: train only on the manifest's samples of that
+    split (e.g. ``"train"`` of a fine manifest whose ``test`` samples are held out).
     """
     from affectgpt.model.affectgpt import AffectGPT
     from affectgpt.train.trainer import Trainer, seed_everything
@@ -258,8 +260,11 @@ def train_stage(
     # 1. features
     started = time.perf_counter()
     train_samples = read_manifest(manifest)
+    if train_split is not None:
+        train_samples = [s for s in train_samples if s.split == train_split]
     if not train_samples:
-        raise ValueError(f"the training manifest {manifest} has no samples")
+        raise ValueError(f"the training manifest {manifest} has no samples"
+                         + (f" of split {train_split!r}" if train_split is not None else ""))
     cache_root = features.root
     train_sources, train_report = encoders.sources(
         train_samples, features, default_cache_dirs(config, manifest, cache_root))
@@ -331,6 +336,7 @@ def train_stage(
                   "parameters": net.parameter_summary()},
         "train_config": cfg.to_dict(),
         "manifest": str(manifest),
+        "train_split": train_split,
         "eval_manifest": str(eval_manifest) if eval_manifest is not None else None,
         "samples": {"train": len(train_samples), "eval": len(eval_samples),
                     "skipped_train": skipped, "skipped_eval": eval_skipped,
