@@ -185,15 +185,16 @@ class ModelEncoders:
         return bool(sample.video) if modality == "video" else bool(sample.audio or sample.video)
 
     def sources(self, samples: Sequence[Sample], settings: FeatureSettings | None = None,
-                cache_dirs: Mapping[str, str | os.PathLike] | None = None,
-                ) -> tuple[dict[str, OptionalMedia], dict[str, Any]]:
+                cache_dirs: Mapping[str, str | os.PathLike] | None = None, *,
+                build: bool = True) -> tuple[dict[str, OptionalMedia], dict[str, Any]]:
         """Feature sources ``{"video": ..., "audio": ...}`` for ``samples`` and a report.
 
         With ``settings.cache`` each modality's cache (``cache_dirs[modality]``) is built
         or completed first; samples the cache could not encode are computed live when
         asked for (so their error surfaces with the file named). The report lists per
         modality the encoder, cache folder, seconds, and the samples whose media failed
-        (``bad``: other than a missing audio track).
+        (``bad``: other than a missing audio track). ``build=False`` only reads caches
+        another process built (the other ranks of a distributed run).
         """
         from affectgpt.features.cache import build_feature_cache, iter_failures
         from affectgpt.features.jobs import CachedFeatures, feature_fingerprint
@@ -214,9 +215,11 @@ class ModelEncoders:
                 folder = Path(cache_dirs[modality])
                 fingerprint = feature_fingerprint(encoder, self.name(modality), loader)
                 names = [s.name for s in samples if self.has_file(modality, s)]
-                built = build_feature_cache(
-                    names, loader, encoder, fingerprint, folder, workers=settings.workers,
-                    progress=settings.progress, errors=(MediaError, FileNotFoundError))
+                if build:
+                    built = build_feature_cache(
+                        names, loader, encoder, fingerprint, folder, workers=settings.workers,
+                        progress=settings.progress, errors=(MediaError, FileNotFoundError))
+                    entry.update(encoded=built.encoded, cached=built.skipped)
                 source = CachedFeatures(folder, fingerprint, fallback=live)
                 absent = "NoAudioStreamError" if modality == "audio" else "NoVideoStreamError"
                 no_stream, bad = [], {}
@@ -227,8 +230,7 @@ class ModelEncoders:
                         no_stream.append(name)
                     else:
                         bad[name] = reason
-                entry.update(cache=str(folder), encoded=built.encoded, cached=built.skipped,
-                             no_stream=sorted(no_stream), bad=bad)
+                entry.update(cache=str(folder), no_stream=sorted(no_stream), bad=bad)
             entry["seconds"] = round(time.perf_counter() - started, 3)
             sources[modality] = OptionalMedia(source, by_name, modality,
                                               missing=entry.get("no_stream", ()))

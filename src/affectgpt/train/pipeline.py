@@ -65,6 +65,7 @@ from affectgpt.inference import (
 from affectgpt.model.config import ModelConfig, load_config
 from affectgpt.paths import atomic_write
 from affectgpt.train import checkpoint as ckpt
+from affectgpt.train import dist as tdist
 from affectgpt.train.config import TrainConfig
 
 log = logging.getLogger("affectgpt.train")
@@ -241,9 +242,6 @@ def train_stage(
     :meth:`Trainer.fit`. ``train_split``: train only on the manifest's samples of that
     split (e.g. ``"train"`` of a fine manifest whose ``test`` samples are held out).
     """
-    from affectgpt.model.affectgpt import AffectGPT
-    from affectgpt.train.trainer import Trainer, seed_everything
-
     t0 = time.perf_counter()
     features = features or FeatureSettings()
     evaluation = evaluation or EvalSettings()
@@ -253,9 +251,33 @@ def train_stage(
 
         config = apply_overrides(config, list(overrides))
     out_dir = Path(train.out_dir)
+    # under torchrun: rank 0 builds the feature caches while the others wait, then read
+    dist_info = tdist.init_distributed(train.device, train.dist_timeout_s)
+    try:
+        return _train_stage(config, model, overrides, train, manifest, eval_manifest, features,
+                            evaluation, video_llama, resume, train_split, out_dir, dist_info, t0)
+    finally:
+        tdist.cleanup(dist_info)
+
+
+def _train_stage(config: ModelConfig, model, overrides, train: TrainConfig, manifest,
+                 eval_manifest, features: FeatureSettings, evaluation: EvalSettings,
+                 video_llama, resume, train_split, out_dir: Path, dist_info, t0: float,
+                 ) -> StageResult:
+    from affectgpt.model.affectgpt import AffectGPT
+    from affectgpt.train.trainer import Trainer, seed_everything
+
     device = _device(train)
     encoders = ModelEncoders(config, dtype=features.dtype, device=device)
     timings: dict[str, float] = {}
+
+    def sources(samples: list[Sample], dirs: dict[str, Path]):
+        if dist_info.is_main:
+            built = encoders.sources(samples, features, dirs)
+            tdist.barrier(dist_info)
+            return built
+        tdist.barrier(dist_info)
+        return encoders.sources(samples, features, dirs, build=False)
 
     # 1. features
     started = time.perf_counter()
@@ -266,8 +288,8 @@ def train_stage(
         raise ValueError(f"the training manifest {manifest} has no samples"
                          + (f" of split {train_split!r}" if train_split is not None else ""))
     cache_root = features.root
-    train_sources, train_report = encoders.sources(
-        train_samples, features, default_cache_dirs(config, manifest, cache_root))
+    train_sources, train_report = sources(train_samples,
+                                         default_cache_dirs(config, manifest, cache_root))
     train_samples, skipped = _check_media(train_report, train_samples, features, "training")
     if not train_samples:
         raise ValueError("no training sample is left")
@@ -277,8 +299,8 @@ def train_stage(
     eval_sources = None
     if eval_manifest is not None:
         eval_samples = read_manifest(eval_manifest)
-        eval_sources, eval_report = encoders.sources(
-            eval_samples, features, default_cache_dirs(config, eval_manifest, cache_root))
+        eval_sources, eval_report = sources(eval_samples,
+                                           default_cache_dirs(config, eval_manifest, cache_root))
         eval_samples, eval_skipped = _check_media(eval_report, eval_samples, features,
                                                   "evaluation")
     timings["features_s"] = round(time.perf_counter() - started, 3)
@@ -314,7 +336,9 @@ def train_stage(
     if evaluator is not None:
         timings["eval_s"] = round(sum(evaluator.seconds), 3)
 
-    # 4. export
+    # 4. export (rank 0)
+    if not dist_info.is_main:
+        return StageResult(out_dir, out_dir / "model", out_dir / "results.json", {})
     started = time.perf_counter()
     source = ckpt.read_pointer(out_dir, ckpt.BEST) or ckpt.find_latest(out_dir)
     if source is None:
