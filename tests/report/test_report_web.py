@@ -60,6 +60,18 @@ def test_parse_multipart_fields_and_binary_file():
     assert fields["clip"] == ("a b.mp4", data)
     with pytest.raises(UploadError, match="multipart/form-data"):
         parse_multipart("application/x-www-form-urlencoded", b"subtitle=x")
+    with pytest.raises(UploadError, match="cut off"):  # the closing boundary never came
+        parse_multipart(content_type, body[:len(body) // 2])
+    with pytest.raises(UploadError, match="no boundary"):
+        parse_multipart(content_type, b"just bytes")
+    # a browser's quoting of odd file names, and the first of two parts with one name
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="clip"; '
+            f'filename="Ça \\"va\\".mp4"\r\n\r\nDATA\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="clip"; filename="x"\r\n\r\n'
+            f"OTHER\r\n--{boundary}--\r\n").encode()
+    fields = parse_multipart(f"multipart/form-data; boundary={boundary}", body)
+    assert fields == {"clip": ('Ça "va".mp4', b"DATA")}
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +130,31 @@ def test_demo_http_answers(demo_url, corrupt_clip):
     assert status == 400 and "<img src=x" not in page and "&lt;img src=x" in page
 
 
+def test_demo_concurrent_requests_are_served_one_at_a_time(demo_url, clips):
+    answers = {}
+
+    def describe(clip):
+        answers[clip.name] = post(demo_url, {"subtitle": clip.subtitle_en},
+                                  {"clip": (Path(clip.video).name, Path(clip.video).read_bytes())})
+
+    threads = [threading.Thread(target=describe, args=(clip,)) for clip in clips]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert sorted(answers) == sorted(c.name for c in clips)
+    for clip in clips:
+        status, page = answers[clip.name]
+        assert status == 200 and 'id="description"' in page
+        assert f"{Path(clip.video).name}</dd>" in page  # each answer is about its own clip
+
+
 @pytest.mark.browser
 def test_demo_describes_an_uploaded_clip_in_chromium(demo_url, clips, corrupt_clip, page,
                                                      tmp_path):
     clip = clips[0]
+    page.set_default_timeout(WAIT_MS)  # a click that submits the form waits for the answer
+    page.set_default_navigation_timeout(WAIT_MS)
     page.goto(demo_url)
     assert "untrained" in page.inner_text("#warning")
     page.set_input_files("#clip", clip.video)
