@@ -485,8 +485,8 @@ def render_html(data: ReportData, page: _Page) -> str:
                            "mean±std where several runs); best per column in bold.</p>"))
     if data.ablation is not None and data.ablation.rows:
         sections.append(("ablation", "Per-modality ablation", _html_ablation(data)
-                         + f'<p class="note">Test clips grouped by the modality that carries the '
-                           f"emotion (split {esc(data.ablation.split)}); x100.</p>"))
+                         + f'<p class="note">Clips of the {esc(data.ablation.split)} split grouped by '
+                           "the modality that carries the emotion; x100.</p>"))
     images = ([page.comparison] if page.comparison else []) + page.figures
     if images:
         sections.append(("curves", "Training curves",
@@ -601,8 +601,8 @@ def render_markdown(data: ReportData, page: _Page) -> str:
         header = ["system"] + [md_escape(f"{c} {METRIC_LABELS[m]}") for c in ab.cues for m in metrics]
         out += ["", "## Per-modality ablation", "",
                 _md_table(header, rows, ["l"] + ["r"] * (len(header) - 1)), "",
-                f"Test clips grouped by the modality that carries the emotion (split "
-                f"{md_escape(ab.split)}); x100."]
+                f"Clips of the {md_escape(ab.split)} split grouped by the modality that "
+                "carries the emotion; x100."]
 
     images = ([page.comparison] if page.comparison else []) + page.figures
     if images:

@@ -31,6 +31,7 @@ an error (:class:`ReportSchemaError` names them), so a typo never silently drops
       },
       "figures": [                                # PNGs written by the trainer
         {"path": "stage2/loss.png", "title": "stage 2 loss", "caption": "..."},
+        "stage2/scores.png",                      # a bare path is a figure too
       ],
       "epoch_curves": {                           # drawn by the renderer (matplotlib)
         "metric": "avg", "split": "test", "window": 5,
