@@ -254,16 +254,21 @@ def train_stage(
     # under torchrun: rank 0 builds the feature caches while the others wait, then read
     dist_info = tdist.init_distributed(train.device, train.dist_timeout_s)
     try:
-        return _train_stage(config, model, overrides, train, manifest, eval_manifest, features,
-                            evaluation, video_llama, resume, train_split, out_dir, dist_info, t0)
+        return _train_stage(config, spec=model, overrides=overrides, train=train,
+                            manifest=manifest, eval_manifest=eval_manifest, features=features,
+                            evaluation=evaluation, video_llama=video_llama, resume=resume,
+                            train_split=train_split, out_dir=out_dir, dist_info=dist_info,
+                            t0=t0)
     finally:
         tdist.cleanup(dist_info)
 
 
-def _train_stage(config: ModelConfig, model, overrides, train: TrainConfig, manifest,
-                 eval_manifest, features: FeatureSettings, evaluation: EvalSettings,
-                 video_llama, resume, train_split, out_dir: Path, dist_info, t0: float,
-                 ) -> StageResult:
+def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
+                 overrides: Sequence[str], train: TrainConfig, manifest: str | Path,
+                 eval_manifest: str | Path | None, features: FeatureSettings,
+                 evaluation: EvalSettings, video_llama: str | Path | None,
+                 resume: str | os.PathLike | None, train_split: str | None, out_dir: Path,
+                 dist_info: tdist.DistInfo, t0: float) -> StageResult:
     from affectgpt.model.affectgpt import AffectGPT
     from affectgpt.train.trainer import Trainer, seed_everything
 
@@ -355,7 +360,7 @@ def _train_stage(config: ModelConfig, model, overrides, train: TrainConfig, mani
                           if e["step"] == trainer.best["step"]), None)
     results = {
         "stage": cfg.stage,
-        "model": {"spec": str(model) if not isinstance(model, ModelConfig) else config.name,
+        "model": {"spec": str(spec) if not isinstance(spec, ModelConfig) else config.name,
                   "overrides": list(overrides), "config": config.to_dict(),
                   "parameters": net.parameter_summary()},
         "train_config": cfg.to_dict(),
