@@ -162,3 +162,25 @@ def test_unreadable_training_clip_stops_or_is_skipped_explicitly(corpus, tmp_pat
     assert result.results["samples"]["train"] == 3
     assert result.results["train"]["init_from"]["path"] == str(previous / "model")
     assert result.results["train"]["init_from"]["missing_trainable"] == []
+
+
+def test_llm_label_extraction_during_evaluation(corpus, tmp_path, scripted_llm, capsys):
+    from affectgpt.cli import main
+
+    scripted_llm.script = [{"status": 200, "text": "['happy', 'worried']"}]
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", *_sets(), "--manifest", str(corpus["train"]),
+                 "--eval-manifest", str(corpus["fine"]), "--out", str(out),
+                 "--train", "epochs=1", "--train", "batch_size=3", "--train", "progress=false",
+                 "--max-new-tokens", "4", "--extract", "llm",
+                 "--llm-base-url", scripted_llm.base_url, "--llm-model", "scripted",
+                 "--llm-cache", str(tmp_path / "llm.sqlite"), "--llm-max-retries", "0"]) == 0
+    saved = json.loads((out / "predictions" / "epoch-0001.json").read_text())
+    assert saved["extraction"] == "llm" and saved["extraction_failures"] == []
+    described = [p for p in saved["predictions"] if p["description"].strip()]
+    assert described and all(p["openset"] == ["happy", "worried"] for p in described)
+    assert scripted_llm.count == len(described)
+    gold = {s.name: set(s.labels) for s in corpus["samples"]}
+    hits = [len(gold[p["name"]] & {"happy", "worried"}) for p in described]
+    if any(hits):  # synonyms may score too; exact hits must
+        assert saved["scores"]["whole/recall"] > 0

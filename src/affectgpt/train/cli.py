@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import types
@@ -116,6 +117,13 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="longest description while evaluating (default: %(default)s)")
     e.add_argument("--grouping", choices=("lexical", "none"), default="lexical",
                    help="synonym grouping of the set metric (default: %(default)s)")
+    e.add_argument("--extract", choices=("lexicon", "llm"), default="lexicon",
+                   help="label extraction from the descriptions: the offline lexicon, or the "
+                        "reference's LLM protocol through the --llm-* endpoint (default: "
+                        "%(default)s)")
+    from affectgpt.cli import _add_llm_options
+
+    _add_llm_options(p)
     p.set_defaults(func=cmd_train)
     return p
 
@@ -208,13 +216,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     features = FeatureSettings(cache=not args.no_cache, root=args.features_dir,
                                workers=args.feature_workers, dtype=args.feature_dtype,
                                skip_bad_media=args.skip_bad_media, progress=train.progress)
+    llm = None
+    if args.extract == "llm":
+        from affectgpt.cli import _llm_config
+
+        llm = _llm_config(args)
     evaluation = EvalSettings(batch_size=args.eval_batch_size,
-                              max_new_tokens=args.max_new_tokens, grouping=args.grouping)
-    result = train_stage(args.preset, overrides=args.overrides, train=train,
-                         manifest=args.manifest, eval_manifest=args.eval_manifest,
-                         features=features, evaluation=evaluation,
-                         video_llama=args.video_llama, resume=args.resume,
-                         train_split=args.train_split)
+                              max_new_tokens=args.max_new_tokens, grouping=args.grouping,
+                              llm=llm)
+    from affectgpt.cli import _LocalServerScope
+
+    with _LocalServerScope(args, llm) if llm is not None else contextlib.nullcontext():
+        result = train_stage(args.preset, overrides=args.overrides, train=train,
+                             manifest=args.manifest, eval_manifest=args.eval_manifest,
+                             features=features, evaluation=evaluation,
+                             video_llama=args.video_llama, resume=args.resume,
+                             train_split=args.train_split)
     r = result.results
     steps = r["train"]["step"]
     line = f"{r['stage']}: {steps} steps in {r['timings']['total_s']:.1f} s"

@@ -54,6 +54,7 @@ import torch
 from affectgpt.data.collate import collate_batch
 from affectgpt.data.dataset import EmotionDataset
 from affectgpt.data.manifest import Sample, read_manifest
+from affectgpt.eval.runner import LLMConfig
 from affectgpt.inference import (
     FeatureSettings,
     ModelEncoders,
@@ -83,15 +84,18 @@ class EvalSettings:
     ``batch_size`` clips per ``generate`` call; ``max_new_tokens`` per description;
     ``grouping``: ``"lexical"`` (offline WordNet/cilin synonym groups, the default) or
     ``"none"`` (labels compared verbatim); ``language``: subtitles and descriptions
-    (``en``; label extraction is English-only). Labels are extracted by the offline
-    lexicon extractor; for the paper's LLM extraction run ``affectgpt extract-labels
-    --method llm`` on the saved predictions.
+    (``en``; the offline extractor reads English). Labels are extracted by the offline
+    lexicon extractor, or with ``llm`` (an OpenAI-compatible endpoint, see
+    :class:`affectgpt.eval.runner.LLMConfig`) by the reference's LLM extraction protocol;
+    a sample the LLM cannot answer validly scores as an empty prediction and is listed
+    in the predictions JSON.
     """
 
     batch_size: int = 4
     max_new_tokens: int = 128
     grouping: str = "lexical"
     language: str = "en"
+    llm: LLMConfig | None = None
 
     def __post_init__(self) -> None:
         if self.grouping not in ("lexical", "none"):
@@ -164,6 +168,9 @@ class _Evaluator:
                                max_new_tokens=self.settings.max_new_tokens, do_sample=False,
                                language=self.settings.language, progress=self.progress,
                                desc=f"eval epoch {epoch}"))
+        failures: list[dict] = []
+        if self.settings.llm is not None:
+            failures = self._llm_labels(records)
         preds = {r["name"]: r["openset"] for r in records}
         scores = score_predictions(preds, self.samples, self.settings.grouping)
         seconds = time.perf_counter() - started
@@ -175,8 +182,27 @@ class _Evaluator:
         rows = [r | {"gold": gold[r["name"]].labels} for r in records]
         atomic_write(folder / f"{stem}.json", json.dumps(
             {"epoch": epoch, "scores": scores, "seconds": round(seconds, 3),
-             "predictions": rows}, indent=1, ensure_ascii=False) + "\n")
+             "extraction": "llm" if self.settings.llm is not None else "lexicon",
+             "extraction_failures": failures, "predictions": rows},
+            indent=1, ensure_ascii=False) + "\n")
         return {k: v for k, v in scores.items() if not k.endswith("/n")}
+
+    def _llm_labels(self, records: list[dict]) -> list[dict]:
+        """Replace the lexicon labels by the LLM's (kept as ``openset_lexicon``)."""
+        from affectgpt.eval.extract import extract_labels_llm
+
+        llm = self.settings.llm
+        client = llm.client()
+        try:
+            labels, failures = extract_labels_llm(
+                {r["name"]: r["description"] for r in records}, client,
+                max_attempts=llm.max_attempts, progress=self.progress, max_tokens=llm.max_tokens)
+        finally:
+            client.close()
+        for r in records:
+            r["openset_lexicon"] = r["openset"]
+            r["openset"] = labels.get(r["name"], [])
+        return failures
 
 
 # --------------------------------------------------------------------------- helpers
