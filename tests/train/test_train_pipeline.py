@@ -184,3 +184,32 @@ def test_llm_label_extraction_during_evaluation(corpus, tmp_path, scripted_llm, 
     hits = [len(gold[p["name"]] & {"happy", "worried"}) for p in described]
     if any(hits):  # synonyms may score too; exact hits must
         assert saved["scores"]["whole/recall"] > 0
+
+
+def test_withheld_modalities_are_never_seen(corpus, tmp_path, capsys):
+    """--withhold video --withhold audio: the subtitle-only baseline. The model's batches
+    carry no features in training nor in evaluation, so its branches get no gradient."""
+    from affectgpt.cli import main
+    from affectgpt.model import AffectGPT
+
+    out = tmp_path / "text-only"
+    argv = ["train", "--preset", "tiny", *_sets(), "--stage", "2", "--manifest",
+            str(corpus["fine"]), "--split", "train", "--eval-manifest", str(corpus["fine"]),
+            "--withhold", "video", "--withhold", "audio", "--out", str(out),
+            "--train", "epochs=1", "--train", "batch_size=3", "--train", "lr=1e-2",
+            "--train", "weight_decay=0", "--train", "progress=false",
+            "--max-new-tokens", "4", "--eval-batch-size", "5"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["withheld"] == ["video", "audio"]
+    trained = AffectGPT.from_pretrained(out / "model")
+    from affectgpt.train.trainer import seed_everything
+
+    seed_everything(results["train_config"]["seed"])
+    fresh = AffectGPT.from_config(trained.config)
+    # zero gradients (the DDP touch) and no weight decay: AdamW leaves them as they were
+    for key, value in fresh.trainable_state_dict().items():
+        torch.testing.assert_close(trained.trainable_state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(SystemExit):
+        main(["train", "--manifest", "m.jsonl", "--out", "x", "--withhold", "text"])
+    capsys.readouterr()

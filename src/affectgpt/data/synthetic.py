@@ -547,6 +547,7 @@ def make_synthetic_corpus(
     fine: int = 60,
     test_fraction: float = 0.2,
     seed: int = 0,
+    fine_style: str = "fine",
     **kwargs,
 ) -> SyntheticCorpus:
     """A two-stage corpus like EMER-Coarse + EMER-Fine, made of synthetic clips.
@@ -554,7 +555,8 @@ def make_synthetic_corpus(
     Writes ``out_dir/coarse/manifest.jsonl`` (``coarse`` clips, short descriptions, all
     ``train``) and ``out_dir/fine/manifest.jsonl`` (``fine`` clips, full descriptions)
     with a seeded train/test split recorded in ``out_dir/fine/split.csv`` (+ sidecar).
-    Both pools mix the four cue types. Other keyword arguments go to
+    Both pools mix the four cue types. ``fine_style="coarse"`` gives the fine pool short
+    gold descriptions too (cheaper training on a CPU). Other keyword arguments go to
     :func:`make_synthetic` (``size``, ``fps``, ``duration``, ``workers``, ...).
     """
     out_dir = Path(out_dir)
@@ -562,7 +564,7 @@ def make_synthetic_corpus(
     coarse_samples = make_synthetic(out_dir / "coarse", coarse, seed=seed, prefix="coarse_",
                                     style="coarse", split="train", **kwargs)
     fine_samples = make_synthetic(out_dir / "fine", fine, seed=seed, prefix="fine_",
-                                  style="fine", **kwargs)
+                                  style=fine_style, **kwargs)
     assignment = seeded_split([s.name for s in fine_samples], float(test_fraction), seed)
     fine_samples = apply_split(fine_samples, assignment)
     fine_manifest = write_manifest(fine_samples, out_dir / "fine" / "manifest.jsonl")

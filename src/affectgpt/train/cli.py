@@ -75,6 +75,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", dest="train_split", metavar="SPLIT",
                    help="train only on the --manifest samples whose split is SPLIT (e.g. "
                         "train, holding the test samples of a fine manifest out)")
+    p.add_argument("--withhold", action="append", choices=("video", "audio"), default=[],
+                   help="a modality the model never sees (training and evaluation), "
+                        "repeatable: --withhold video --withhold audio trains the "
+                        "subtitle-only baseline")
     p.add_argument("--eval-manifest",
                    help="manifest to describe and score during training (gold labels; its "
                         "split column gives the train/test scores)")
@@ -231,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                              manifest=args.manifest, eval_manifest=args.eval_manifest,
                              features=features, evaluation=evaluation,
                              video_llama=args.video_llama, resume=args.resume,
-                             train_split=args.train_split)
+                             train_split=args.train_split, withhold=args.withhold)
     r = result.results
     steps = r["train"]["step"]
     line = f"{r['stage']}: {steps} steps in {r['timings']['total_s']:.1f} s"

@@ -257,6 +257,7 @@ def train_stage(
     video_llama: str | Path | None = None,
     resume: str | os.PathLike | None = None,
     train_split: str | None = None,
+    withhold: Sequence[str] = (),
 ) -> StageResult:
     """Train one stage (see the module docstring); returns the outputs' paths and results.
 
@@ -267,7 +268,12 @@ def train_stage(
     ``train.eval_every`` epochs. ``resume``: ``"auto"`` or a checkpoint, as
     :meth:`Trainer.fit`. ``train_split``: train only on the manifest's samples of that
     split (e.g. ``"train"`` of a fine manifest whose ``test`` samples are held out).
+    ``withhold``: modalities (``"video"``, ``"audio"``) the model never sees, in training
+    nor in evaluation: ``("video", "audio")`` trains the subtitle-only baseline.
     """
+    unknown = sorted(set(withhold) - {"video", "audio"})
+    if unknown:
+        raise ValueError(f"withhold takes 'video' and/or 'audio', not {unknown}")
     t0 = time.perf_counter()
     features = features or FeatureSettings()
     evaluation = evaluation or EvalSettings()
@@ -283,8 +289,8 @@ def train_stage(
         return _train_stage(config, spec=model, overrides=overrides, train=train,
                             manifest=manifest, eval_manifest=eval_manifest, features=features,
                             evaluation=evaluation, video_llama=video_llama, resume=resume,
-                            train_split=train_split, out_dir=out_dir, dist_info=dist_info,
-                            t0=t0)
+                            train_split=train_split, withhold=tuple(withhold), out_dir=out_dir,
+                            dist_info=dist_info, t0=t0)
     finally:
         tdist.cleanup(dist_info)
 
@@ -293,8 +299,9 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
                  overrides: Sequence[str], train: TrainConfig, manifest: str | Path,
                  eval_manifest: str | Path | None, features: FeatureSettings,
                  evaluation: EvalSettings, video_llama: str | Path | None,
-                 resume: str | os.PathLike | None, train_split: str | None, out_dir: Path,
-                 dist_info: tdist.DistInfo, t0: float) -> StageResult:
+                 resume: str | os.PathLike | None, train_split: str | None,
+                 withhold: tuple[str, ...], out_dir: Path, dist_info: tdist.DistInfo,
+                 t0: float) -> StageResult:
     from affectgpt.model.affectgpt import AffectGPT
     from affectgpt.train.trainer import Trainer, seed_everything
 
@@ -349,11 +356,12 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
         log.info("initialised %d branch weights from %s", len(video_llama_report["loaded"]),
                  video_llama)
     log.info("%s", net.summary())
-    dataset = EmotionDataset(train_samples, video=train_sources["video"],
-                             audio=train_sources["audio"], language=evaluation.language)
+    inputs = {m: None if m in withhold else train_sources[m] for m in ("video", "audio")}
+    dataset = EmotionDataset(train_samples, **inputs, language=evaluation.language)
     evaluator = None
     if eval_samples:
-        evaluator = _Evaluator(eval_samples, eval_sources, evaluation, out_dir,
+        eval_inputs = {m: None if m in withhold else eval_sources[m] for m in ("video", "audio")}
+        evaluator = _Evaluator(eval_samples, eval_inputs, evaluation, out_dir,
                                progress=cfg.progress)
 
     # 3. training
@@ -392,6 +400,7 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
         "train_config": cfg.to_dict(),
         "manifest": str(manifest),
         "train_split": train_split,
+        "withheld": list(withhold),
         "eval_manifest": str(eval_manifest) if eval_manifest is not None else None,
         "samples": {"train": len(train_samples), "eval": len(eval_samples),
                     "skipped_train": skipped, "skipped_eval": eval_skipped,
