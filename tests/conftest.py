@@ -180,3 +180,48 @@ def scripted_llm():
     server = ScriptedLLMServer()
     yield server
     server.close()
+
+
+# --------------------------------------------------------------------------- browser
+# A headless Chromium (Debian's, driven by Playwright) for the report and web-demo tests.
+import shutil  # noqa: E402
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives a headless Chromium (skipped without one)")
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Headless Chromium with a fresh profile; skipped only when no Chromium is installed."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip("chromium not installed (apt-get install chromium, or make system-deps)")
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as pw:
+        # A persistent context is the way to give Chromium our own fresh --user-data-dir.
+        context = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=path, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1200, "height": 900})
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page()
+    yield page
+    page.close()

@@ -274,18 +274,7 @@ Encoders:
                     help="dotted override, repeatable (e.g. --set video.layers=4 --set lora.r=16)")
     mi.set_defaults(func=cmd_model_info)
 
-    # ---------------------------------------------------------------------- demo
-    de = sub.add_parser(
-        "demo", help="run the main job on its embedded defaults",
-        description="Generates a seeded synthetic set of emotion descriptions with gold labels, "
-                    "extracts labels from them (offline lexicon), and evaluates the predictions "
-                    "of several runs with the 2024 set metric (lexical grouping), printing a "
-                    "paper-style table and writing runs/demo-<time>/results.json.")
-    de.add_argument("--out", default="runs", help="parent folder of the run directory (default: %(default)s)")
-    de.add_argument("--samples", type=int, default=200, help="descriptions per run (default: %(default)s)")
-    de.add_argument("--runs", type=int, default=3, help="seeded runs for mean±std (default: %(default)s)")
-    de.add_argument("--seed", type=int, default=0, help="base random seed (default: %(default)s)")
-    de.set_defaults(func=cmd_demo)
+    _register("affectgpt.demo.cli", "add_demo_parser", sub)  # affectgpt demo
     _register("affectgpt.train.cli", "add_train_parser", sub)  # affectgpt train
     _register("affectgpt.inference", "add_infer_parser", sub)  # affectgpt infer
     _register("affectgpt.inference", "add_describe_parser", sub)  # affectgpt describe
@@ -404,23 +393,17 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from affectgpt.demo import run_demo
-
-    run_demo(out=args.out, samples=args.samples, runs=args.runs, seed=args.seed)
-    return 0
-
-
 def _domain_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input or a missing tool: printed as one line, exit status 2."""
     from affectgpt.data.speech import SpeechError
+    from affectgpt.demo.config import DemoConfigError
     from affectgpt.features.cache import FeatureCacheMismatch
+    from affectgpt.inference import domain_errors as inference_errors  # train/infer/describe
     from affectgpt.llm.client import LLMError
     from affectgpt.model.config import ConfigError
 
-    from affectgpt.inference import domain_errors as inference_errors  # train/infer/describe
-
-    return (SpeechError, FeatureCacheMismatch, LLMError, ConfigError, *inference_errors())
+    return (SpeechError, FeatureCacheMismatch, LLMError, ConfigError, DemoConfigError,
+            *inference_errors())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
-"""`affectgpt demo`: the evaluation toolkit end to end on data the package makes itself.
+"""`affectgpt demo --metrics-only`: what synonym grouping does to the 2024 set metric.
 
-Until the full demo (synthetic videos, annotation, two-stage training) lands, the demo
-shows the evaluation path of the papers on synthetic emotion descriptions:
+A few seconds, no model: the evaluation path of the papers on synthetic emotion
+descriptions:
 
 1. For each seeded run, write descriptions of a person's emotional state with gold label
    sets. Descriptions name the gold emotions through synonyms and inflected forms (so
@@ -85,7 +85,7 @@ def run_demo(out: str | Path = "runs", samples: int = 200, runs: int = 3, seed: 
     from affectgpt.eval.set_metric import evaluate_set, mean_std
 
     console = console or Console()
-    run_dir = Path(out) / time.strftime("demo-%Y%m%d-%H%M%S")
+    run_dir = Path(out) / time.strftime("demo-metrics-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     extractor = LexiconExtractor()

@@ -1,8 +1,8 @@
-"""The (reduced) demo runs end to end and its report files are real."""
+"""The metrics-only demo: seeded synthetic descriptions, verbatim vs lexical grouping."""
 
 import json
 
-from affectgpt.demo import run_demo, synthesize
+from affectgpt.demo.metrics import run_demo, synthesize
 
 
 def test_synthesize_is_seeded():

@@ -1,0 +1,161 @@
+"""Settings of `affectgpt demo`: one dataclass, embedded defaults, YAML and dotted overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The tiny random LLM on the real CPU encoders: the reduced demo that `make test` runs.
+TINY_ON_REAL_ENCODERS = [
+    "video.encoder=face-cnn", "video.feature_dim=128", "video.tokens_per_frame=1",
+    "video.frames=8", "audio.encoder=whisper-base-clip", "audio.feature_dim=512",
+    "audio.clips=8", "audio.max_positions=8"]
+
+
+class DemoConfigError(ValueError):
+    """An unknown demo setting or a value of the wrong type."""
+
+
+@dataclass
+class DemoConfig:
+    """Everything the demo does, with defaults sized for a 2-core CPU (~15 minutes).
+
+    Corpus
+        ``coarse`` synthetic clips for stage 1 (annotated by the pipeline when
+        ``annotate``), ``fine`` clips with gold descriptions, ``test_fraction`` of them
+        held out (seeded); ``fine_style="coarse"`` keeps the gold descriptions short so a
+        CPU trains on them in minutes (``"fine"``: the long EMER-Fine-like ones).
+    Annotation
+        Audio clues from measured prosody and video clues from the packaged facial-
+        expression CNN, merged with the subtitle by SmolLM2-135M-Instruct (served on
+        loopback with ``annotate_backend="server"``, or in-process with
+        ``"transformers"``), labels by the offline lexicon, then (``annotate_filter``)
+        descriptions without labels or with contradicting clues dropped. ``annotate=False``
+        trains stage 1 on the generator's own coarse descriptions instead.
+    Training
+        ``preset`` + ``overrides`` (model), stage 1 for ``stage1_epochs`` on the coarse
+        pool, stage 2 for ``stage2_epochs`` on the fine train split; every system is
+        scored on the fine test split after every epoch (``eval_max_new_tokens``).
+    """
+
+    seed: int = 0
+    coarse: int = 120
+    fine: int = 96
+    test_fraction: float = 0.33
+    clip_seconds: list[float] = field(default_factory=lambda: [2.5, 4.0])
+    clip_size: int = 224
+    fine_style: str = "coarse"
+    workers: int = 2
+
+    annotate: bool = True
+    annotate_backend: str = "server"
+    annotate_max_tokens: int = 64
+    annotate_concurrency: int = 4
+    annotate_filter: bool = True
+
+    preset: str = "small"
+    overrides: list[str] = field(default_factory=lambda: ["video.num_query=8"])
+    stage1_epochs: int = 2
+    stage2_epochs: int = 4
+    batch_size: int = 4
+    lr: float = 2e-4
+    min_lr: float = 2e-5
+    warmup_steps: int = 10
+    device: str = "auto"
+
+    eval_max_new_tokens: int = 40
+    eval_batch_size: int = 16
+    describe_max_new_tokens: int = 60
+
+    def __post_init__(self) -> None:
+        if self.coarse < 2 or self.fine < 4:
+            raise DemoConfigError("coarse must be >= 2 and fine >= 4")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise DemoConfigError("test_fraction must be in (0, 1)")
+        if self.fine_style not in ("fine", "coarse"):
+            raise DemoConfigError("fine_style must be 'fine' or 'coarse'")
+        if self.annotate_backend not in ("server", "transformers"):
+            raise DemoConfigError("annotate_backend must be 'server' or 'transformers'")
+        for name in ("stage1_epochs", "stage2_epochs", "batch_size", "eval_max_new_tokens",
+                     "eval_batch_size", "describe_max_new_tokens", "workers",
+                     "annotate_max_tokens", "annotate_concurrency"):
+            if int(getattr(self, name)) < 1:
+                raise DemoConfigError(f"{name} must be >= 1")
+        if len(self.clip_seconds) != 2 or not 0 < self.clip_seconds[0] <= self.clip_seconds[1]:
+            raise DemoConfigError("clip_seconds must be [min, max] with 0 < min <= max")
+
+    @classmethod
+    def reduced(cls) -> DemoConfig:
+        """The demo in about a minute (what `make test` runs): a few tiny clips, the tiny
+        random LLM on the real encoders, one epoch per stage, annotation in-process."""
+        return cls(coarse=4, fine=6, test_fraction=0.5, clip_seconds=[2.0, 2.4], clip_size=96,
+                   workers=1, annotate_backend="transformers", annotate_max_tokens=16,
+                   annotate_concurrency=1, annotate_filter=False, preset="tiny", overrides=list(TINY_ON_REAL_ENCODERS),
+                   stage1_epochs=1, stage2_epochs=1, batch_size=2, lr=1e-3, min_lr=1e-4,
+                   warmup_steps=0, eval_max_new_tokens=6, eval_batch_size=4,
+                   describe_max_new_tokens=8)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Names the work folder: the settings that change what the steps compute."""
+        data = {k: v for k, v in self.to_dict().items() if k not in ("workers", "device")}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DemoConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DemoConfigError(f"unknown demo setting(s) {unknown}; settings: "
+                                  f"{', '.join(sorted(known))}")
+        return cls(**data)
+
+    def override(self, items: list[str]) -> DemoConfig:
+        """A copy with ``KEY=VALUE`` overrides (values parsed as YAML: ``fine=200``,
+        ``overrides=[video.num_query=16]``, ``annotate=false``)."""
+        data = self.to_dict()
+        for item in items:
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in data:
+                raise DemoConfigError(f"override {item!r}: expected KEY=VALUE with KEY one of "
+                                      f"{', '.join(sorted(data))}")
+            parsed = yaml.safe_load(value) if value.strip() else None
+            default = data[key]
+            if isinstance(default, bool) and not isinstance(parsed, bool):
+                raise DemoConfigError(f"{key} takes true or false, not {value!r}")
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                if not isinstance(parsed, (int, float)) or isinstance(parsed, bool):
+                    raise DemoConfigError(f"{key} takes a number, not {value!r}")
+                parsed = type(default)(parsed) if isinstance(default, float) else parsed
+            if isinstance(default, list) and not isinstance(parsed, list):
+                raise DemoConfigError(f"{key} takes a list, e.g. {key}=[a, b]")
+            if isinstance(default, str) and not isinstance(parsed, str):
+                parsed = str(value).strip()
+            data[key] = parsed
+        return DemoConfig.from_dict(data)
+
+
+def load_demo_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                     reduced: bool = False) -> DemoConfig:
+    """The embedded defaults (or :meth:`DemoConfig.reduced`), a YAML file over them, then
+    dotted overrides."""
+    cfg = DemoConfig.reduced() if reduced else DemoConfig()
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise DemoConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise DemoConfigError(f"{path}: expected a mapping of settings")
+        cfg = DemoConfig.from_dict({**cfg.to_dict(), **data})
+    return cfg.override(list(overrides or []))

