@@ -113,3 +113,32 @@ def test_transformers_back_end_runs_a_text_stage_locally(tmp_path, text_manifest
     assert row["provenance"]["backend"]["kind"] == "transformers"
     assert 0 < row["provenance"]["usage"]["completion_tokens"] <= 8
     assert row["output"]["description"].strip()
+
+
+def test_transformers_back_end_batches_concurrent_requests(smollm2_dir):
+    """Concurrent requests run as one left-padded batch and get the replies they would get
+    one at a time (greedy)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from affectgpt.annotate.backends import TransformersBackend
+    from affectgpt.annotate.config import StageConfig
+
+    cfg = StageConfig(backend="transformers", model=str(smollm2_dir), max_tokens=8)
+    prompts = [[{"role": "user", "content": text}] for text in (
+        "Name one emotion.", "The person frowns and shouts. How do they feel?",
+        "Say hello.", "A long day at work ends with good news about a promotion. Describe "
+        "the mood in a few words.")]
+    single = TransformersBackend(cfg, max_batch=1)
+    batched = TransformersBackend(cfg, max_batch=4)
+    batched.gather_seconds = 0.5
+    try:
+        alone = [single.chat(p, prompt_version="v") for p in prompts]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda p: batched.chat(p, prompt_version="v"), prompts))
+    finally:
+        single.close()
+        batched.close()
+    assert single.batch_sizes == [1, 1, 1, 1] and max(batched.batch_sizes) > 1
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert [g.usage for g in together] == [g.usage for g in alone]
+    assert all(0 < g.usage["completion_tokens"] <= 8 for g in together)

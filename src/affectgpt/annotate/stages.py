@@ -125,7 +125,7 @@ class Stage:
         if cfg.backend in ("openai", "transformers"):
             check_capabilities(self.name, cfg)
             self.backend = (OpenAIBackend(cfg, self.concurrency, cache) if cfg.backend == "openai"
-                            else TransformersBackend(cfg))
+                            else TransformersBackend(cfg, max_batch=self.concurrency))
         elif cfg.backend == "recorded":
             self.backend = RecordedOutputs(cfg.recorded, cfg.column)
 
