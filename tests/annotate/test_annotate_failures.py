@@ -107,6 +107,9 @@ def test_garbage_labels_fail_or_fall_back_on_the_lexicon_when_asked(tmp_path, te
         assert row["output"]["labels"] == lexicon.extract(merged[row["name"]])
         assert row["output"]["labels"]
         assert "invalid reply" in row["provenance"]["llm_failure"]
+        # both attempts' tokens are counted (the scripted server reports 1 + 1 per reply)
+        assert row["provenance"]["usage"] == {"prompt_tokens": 2, "completion_tokens": 2,
+                                              "total_tokens": 4}
 
 
 def test_concurrency_is_bounded_and_pays_off(tmp_path, text_manifest, recorded_clues, scripted_llm):

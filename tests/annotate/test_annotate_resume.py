@@ -47,7 +47,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, text_manifest
     reference = tmp_path / "reference"
     run_annotation(text_manifest, reference, cfg, limit=LIMIT, progress=False)
     expected = {r["name"]: r["output"] for r in read_rows(reference / "merge.jsonl")[0]}
-    assert sorted(expected) == names
+    failures = reference / "merge.failures.jsonl"
+    assert sorted(expected) == names, failures.read_text() if failures.exists() else ""
 
     out = tmp_path / "killed"
     merge = out / "merge.jsonl"
@@ -64,9 +65,10 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, text_manifest
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    log = proc.stdout.read().decode()
+    assert proc.returncode == -signal.SIGKILL, log
     before = read_rows(merge)[0]
-    assert 1 <= len(before) < len(names), "the run was not killed mid-way"
+    assert 1 <= len(before) < len(names), f"the run was not killed mid-way: {log}"
     with open(merge, "ab") as fh:  # what a kill in the middle of a write leaves behind
         fh.write(b'{"stage": "merge", "name": "clip_999", "output": {"descr')
 
@@ -76,5 +78,6 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, text_manifest
     rows = read_rows(merge)[0]
     assert [r["name"] for r in rows[:len(before)]] == [r["name"] for r in before]
     assert len(rows) == len({r["name"] for r in rows}) == len(names)  # no duplicates, none lost
-    assert {r["name"]: r["output"] for r in rows} == expected
+    got = {r["name"]: r["output"] for r in rows}
+    assert got == expected, [(n, got[n], expected[n]) for n in names if got[n] != expected[n]]
     assert merge.read_bytes().endswith(b"}\n")  # the torn line is gone

@@ -263,9 +263,11 @@ def _run_stage(stage: Stage, samples: list[Sample], out: Path, cfg: AnnotateConf
             except SampleFailure as exc:
                 failures.append({"stage": name, "name": sample.name, "reason": exc.reason,
                                  "last_reply": exc.last_reply, "attempts": exc.attempts,
-                                 **info, "time": _now()})
+                                 "usage": exc.usage, **info, "time": _now()})
                 with lock:
                     summary.failed += 1
+                    summary.prompt_tokens += int(exc.usage.get("prompt_tokens", 0))
+                    summary.completion_tokens += int(exc.usage.get("completion_tokens", 0))
                 return
             except Exception as exc:  # an unforeseen error on one sample must not end the run
                 failures.append({"stage": name, "name": sample.name,

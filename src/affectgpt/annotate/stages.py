@@ -47,11 +47,13 @@ sorrow sorrowful rage resentful""".split())
 class SampleFailure(Exception):
     """A sample this stage could not process; ``reason`` is recorded in the failures file."""
 
-    def __init__(self, reason: str, *, last_reply: str | None = None, attempts: int = 0):
+    def __init__(self, reason: str, *, last_reply: str | None = None, attempts: int = 0,
+                 usage: dict[str, int] | None = None):
         super().__init__(reason)
         self.reason = reason
         self.last_reply = last_reply
         self.attempts = attempts
+        self.usage = dict(usage or {})
 
 
 @dataclass
@@ -157,7 +159,7 @@ class Stage:
                                           or self.prompts.version)
             except (LLMError, BackendError) as exc:
                 raise SampleFailure(f"request failed: {exc}", last_reply=last,
-                                    attempts=attempt) from None
+                                    attempts=attempt, usage=usage) from None
             _add_usage(usage, reply.usage)
             last = reply.text
             try:
@@ -169,7 +171,7 @@ class Stage:
                 continue
             return StageResult(value, redact_media(messages), attempt, usage, reply.finish_reason)
         raise SampleFailure(f"invalid reply after {self.cfg.max_attempts} attempt(s): {reason}",
-                            last_reply=last, attempts=self.cfg.max_attempts)
+                            last_reply=last, attempts=self.cfg.max_attempts, usage=usage)
 
 
 def _media(sample: Sample, kind: str) -> str:
@@ -340,7 +342,7 @@ class LabelsStage(Stage):
             return StageResult({"labels": self.lexicon.extract(text), "fallback": True},
                                notes={"llm_failure": failure.reason,
                                       "llm_last_reply": failure.last_reply},
-                               attempts=failure.attempts)
+                               attempts=failure.attempts, usage=failure.usage)
         result.output = {"labels": result.output, "fallback": False}
         return result
 
