@@ -6,10 +6,12 @@ folder with no reply cache, and prints samples/s and the ratio. By default it st
 packaged SmolLM2-135M-Instruct behind ``transformers serve`` on loopback (CPU);
 ``--continuous-batching`` starts it with ``transformers serve --continuous-batching`` so
 concurrent requests are batched; ``--base-url/--model`` measure any running server
-instead (e.g. vLLM on a GPU).
+instead (e.g. vLLM on a GPU); ``--backend transformers`` measures the in-process back-end,
+which generates concurrent requests as one batch.
 
     python benchmarks/bench_annotate.py --samples 16 --max-tokens 32
     python benchmarks/bench_annotate.py --continuous-batching
+    python benchmarks/bench_annotate.py --backend transformers      # in-process, batched
     python benchmarks/bench_annotate.py --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct
 """
 
@@ -59,12 +61,11 @@ def make_inputs(folder: Path, n: int) -> tuple[Path, dict[str, Path]]:
     return manifest, files
 
 
-def measure(manifest: Path, files: dict[str, Path], out: Path, base_url: str, model: str,
+def measure(manifest: Path, files: dict[str, Path], out: Path, merge: list[str],
             concurrency: int, max_tokens: int, limit: int | None = None) -> dict:
     cfg = apply_overrides(default_config(), [
         *(f"{s}.backend=recorded" for s in files), *(f"{s}.recorded={p}" for s, p in files.items()),
-        "translate.enabled=false", "labels.enabled=false", "filter.enabled=false",
-        f"merge.base_url={base_url}", f"merge.model={model}", "merge.api_key_env=",
+        "translate.enabled=false", "labels.enabled=false", "filter.enabled=false", *merge,
         f"merge.max_tokens={max_tokens}", "merge.max_attempts=1", f"concurrency={concurrency}"])
     started = time.perf_counter()
     with open(os.devnull, "w") as quiet:
@@ -84,6 +85,9 @@ def main() -> None:
     parser.add_argument("--base-url", help="a running OpenAI-compatible server (default: start "
                                            "the packaged SmolLM2 on loopback)")
     parser.add_argument("--model", help="model name for --base-url")
+    parser.add_argument("--backend", choices=("openai", "transformers"), default="openai",
+                        help="openai: a server (started or --base-url); transformers: the "
+                             "packaged SmolLM2 in-process, concurrent requests batched")
     parser.add_argument("--continuous-batching", action="store_true",
                         help="start `transformers serve` with --continuous-batching")
     parser.add_argument("--device", default="cpu", help="device of the started server")
@@ -93,15 +97,22 @@ def main() -> None:
     args = parser.parse_args()
 
     server = None
-    if args.base_url:
-        base_url, model = args.base_url, args.model or ""
-        where = f"server {base_url} ({model})"
+    if args.backend == "transformers":
+        from affectgpt.llm.server import export_smollm2
+
+        merge = ["merge.backend=transformers", f"merge.model={export_smollm2()}"]
+        where = f"in-process transformers back-end (batched), SmolLM2-135M-Instruct, {os.cpu_count()} CPUs"
+    elif args.base_url:
+        merge = [f"merge.base_url={args.base_url}", f"merge.model={args.model or ''}",
+                 "merge.api_key_env="]
+        where = f"server {args.base_url} ({args.model})"
     else:
         from affectgpt.llm.server import LocalModelServer, export_smollm2
 
         extra = ["--continuous-batching"] if args.continuous_batching else []
         server = LocalModelServer(export_smollm2(), device=args.device, extra_args=extra).start()
-        base_url, model = server.base_url, server.model
+        merge = [f"merge.base_url={server.base_url}", f"merge.model={server.model}",
+                 "merge.api_key_env="]
         where = (f"transformers serve, SmolLM2-135M-Instruct, {args.device}"
                  + (", --continuous-batching" if extra else "") + f", {os.cpu_count()} CPUs")
     try:
@@ -109,13 +120,13 @@ def main() -> None:
             tmp = Path(tmp)
             manifest, files = make_inputs(tmp, args.samples)
             # one untimed request first: the server's first call pays for warm-up
-            measure(manifest, files, tmp / "warm", base_url, model, 1, 2, limit=2)
+            measure(manifest, files, tmp / "warm", merge, 1, 2, limit=2)
             # alternate the two settings so a change of machine load hits both alike
             runs: dict[int, list[dict]] = {1: [], 4: []}
             for rep in range(args.repeats):
                 for c in (1, 4):
-                    runs[c].append(measure(manifest, files, tmp / f"c{c}-{rep}", base_url, model,
-                                           c, args.max_tokens))
+                    runs[c].append(measure(manifest, files, tmp / f"c{c}-{rep}", merge, c,
+                                           args.max_tokens))
             results = [sorted(runs[c], key=lambda r: r["samples_per_s"])[len(runs[c]) // 2]
                        for c in (1, 4)]
     finally:

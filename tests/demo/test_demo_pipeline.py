@@ -60,8 +60,9 @@ def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
     # stage 2 started from stage 1; the text-only system never saw video or audio
     stage2 = json.loads((demo.work / "stage2" / "results.json").read_text())
     assert stage2["init"]["from"] == str(demo.work / "stage1" / "model")
-    text_only = json.loads((demo.work / "text-only" / "results.json").read_text())
+    text_only = json.loads((demo.work / "text-only" / "predictions.json").read_text())
     assert text_only["withheld"] == ["video", "audio"]
+    assert not any(p["has_video"] or p["has_audio"] for p in text_only["predictions"])
     # the described clip is a test clip, described by the two-stage model
     clip = results["clip"]
     assert clip["description"] and clip["system"] == "stage 1 + stage 2"

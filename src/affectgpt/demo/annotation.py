@@ -50,10 +50,26 @@ def annotate_coarse_pool(manifest: str | Path, out: str | Path, cfg: DemoConfig,
     exported = export_dataset(out, manifest_out=out / "coarse-annotated.jsonl",
                               csv_out=out / "emer-coarse.csv")
     totals = summary.to_dict()["totals"]
-    if exported.exported == 0:
+    if exported.exported == 0 and cfg.stage1_targets == "annotated":
         raise RuntimeError(f"the annotation kept no sample (see {out}); stage 1 has no data")
     return Path(exported.manifest), {
         "clips": summary.samples, "exported": exported.exported,
         "skipped": exported.skipped, "failed": totals["failed"],
         "tokens": totals["completion_tokens"], "csv": exported.csv,
-        "backend": cfg.annotate_backend}
+        "backend": cfg.annotate_backend,
+        "agreement": label_agreement(manifest, exported.manifest)}
+
+
+def label_agreement(truth_manifest: str | Path, annotated_manifest: str | Path,
+                    ) -> dict[str, float]:
+    """How well the pipeline's labels match the generator's: the 2024 set metric of the
+    annotated labels against the true ones (lexical grouping), over the exported samples."""
+    from affectgpt.data.manifest import read_manifest
+    from affectgpt.train.pipeline import score_predictions
+
+    annotated = {s.name: list(s.labels) for s in read_manifest(annotated_manifest)}
+    truth = [s for s in read_manifest(truth_manifest) if s.name in annotated]
+    if not truth:
+        return {}
+    scores = score_predictions(annotated, truth)
+    return {m: scores[f"whole/{m}"] for m in ("accuracy", "recall", "avg")}

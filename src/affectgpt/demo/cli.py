@@ -11,7 +11,8 @@ The main job, on its embedded defaults (about 15 minutes on a 2-core CPU, no GPU
      emotion cue lives in the video, the audio, the subtitle or all three; a coarse pool
      and a fine set with a seeded train/test split
   2. the coarse pool annotated by the EMER-Coarse pipeline with the packaged CPU models
-     (prosody + facial-expression CNN clues, merged by SmolLM2-135M-Instruct on loopback)
+     (prosody + facial-expression CNN clues merged by SmolLM2-135M-Instruct, lexicon
+     labels), scored against the generator's truth
   3. frozen-encoder features of every clip cached (face-cnn, Whisper-base)
   4. the paper's Table 4 in miniature with the `small` preset: untrained, text only,
      stage 1 only, stage 2 only, stage 1 + stage 2, each scored on the test split after
@@ -26,7 +27,7 @@ run continues where it stopped.
 
 Settings (--set KEY=VALUE or a YAML --config): seed, coarse, fine, test_fraction,
 clip_seconds, clip_size, fine_style, workers, annotate, annotate_backend,
-annotate_max_tokens, annotate_concurrency, annotate_filter, preset, overrides, stage1_epochs,
+annotate_max_tokens, annotate_concurrency, annotate_filter, stage1_targets, preset, overrides, stage1_epochs,
 stage2_epochs, batch_size, lr, min_lr, warmup_steps, device, eval_max_new_tokens,
 eval_batch_size, describe_max_new_tokens (see affectgpt.demo.DemoConfig).
 """

@@ -18,6 +18,14 @@ TINY_ON_REAL_ENCODERS = [
     "audio.clips=8", "audio.max_positions=8"]
 
 
+#: the settings that decide the corpus and its features (shared by runs that differ only in
+#: training settings), and in addition those that decide the annotation
+DATA_SETTINGS = ("seed", "coarse", "fine", "test_fraction", "clip_seconds", "clip_size",
+                 "fine_style", "preset", "overrides")
+ANNOTATION_SETTINGS = DATA_SETTINGS + ("annotate_backend", "annotate_max_tokens",
+                                       "annotate_filter")
+
+
 class DemoConfigError(ValueError):
     """An unknown demo setting or a value of the wrong type."""
 
@@ -36,8 +44,11 @@ class DemoConfig:
         expression CNN, merged with the subtitle by SmolLM2-135M-Instruct (served on
         loopback with ``annotate_backend="server"``, or in-process with
         ``"transformers"``), labels by the offline lexicon, then (``annotate_filter``)
-        descriptions without labels or with contradicting clues dropped. ``annotate=False``
-        trains stage 1 on the generator's own coarse descriptions instead.
+        descriptions without labels or with contradicting clues dropped; the labels are
+        scored against the generator's truth. ``stage1_targets`` picks what stage 1 learns
+        from: ``"generated"`` (the generator's coarse descriptions, standing in for a good
+        annotator: the packaged CPU clue models are far weaker than the paper's MLLMs) or
+        ``"annotated"`` (the pipeline's own output). ``annotate=False`` skips the pipeline.
     Training
         ``preset`` + ``overrides`` (model), stage 1 for ``stage1_epochs`` on the coarse
         pool, stage 2 for ``stage2_epochs`` on the fine train split; every system is
@@ -54,23 +65,24 @@ class DemoConfig:
     workers: int = 2
 
     annotate: bool = True
-    annotate_backend: str = "server"
+    annotate_backend: str = "transformers"
     annotate_max_tokens: int = 64
-    annotate_concurrency: int = 4
+    annotate_concurrency: int = 16
     annotate_filter: bool = True
+    stage1_targets: str = "generated"
 
     preset: str = "small"
     overrides: list[str] = field(default_factory=lambda: ["video.num_query=8"])
     stage1_epochs: int = 2
     stage2_epochs: int = 4
     batch_size: int = 4
-    lr: float = 2e-4
-    min_lr: float = 2e-5
+    lr: float = 1e-3
+    min_lr: float = 1e-4
     warmup_steps: int = 10
     device: str = "auto"
 
-    eval_max_new_tokens: int = 40
-    eval_batch_size: int = 16
+    eval_max_new_tokens: int = 80
+    eval_batch_size: int = 32
     describe_max_new_tokens: int = 60
 
     def __post_init__(self) -> None:
@@ -80,6 +92,10 @@ class DemoConfig:
             raise DemoConfigError("test_fraction must be in (0, 1)")
         if self.fine_style not in ("fine", "coarse"):
             raise DemoConfigError("fine_style must be 'fine' or 'coarse'")
+        if self.stage1_targets not in ("generated", "annotated"):
+            raise DemoConfigError("stage1_targets must be 'generated' or 'annotated'")
+        if self.stage1_targets == "annotated" and not self.annotate:
+            raise DemoConfigError("stage1_targets=annotated needs annotate=true")
         if self.annotate_backend not in ("server", "transformers"):
             raise DemoConfigError("annotate_backend must be 'server' or 'transformers'")
         for name in ("stage1_epochs", "stage2_epochs", "batch_size", "eval_max_new_tokens",
@@ -96,7 +112,7 @@ class DemoConfig:
         random LLM on the real encoders, one epoch per stage, annotation in-process."""
         return cls(coarse=4, fine=6, test_fraction=0.5, clip_seconds=[2.0, 2.4], clip_size=96,
                    workers=1, annotate_backend="transformers", annotate_max_tokens=16,
-                   annotate_concurrency=1, annotate_filter=False, preset="tiny", overrides=list(TINY_ON_REAL_ENCODERS),
+                   annotate_concurrency=1, annotate_filter=False, stage1_targets="annotated", preset="tiny", overrides=list(TINY_ON_REAL_ENCODERS),
                    stage1_epochs=1, stage2_epochs=1, batch_size=2, lr=1e-3, min_lr=1e-4,
                    warmup_steps=0, eval_max_new_tokens=6, eval_batch_size=4,
                    describe_max_new_tokens=8)
@@ -105,9 +121,11 @@ class DemoConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fingerprint(self) -> str:
-        """Names the work folder: the settings that change what the steps compute."""
-        data = {k: v for k, v in self.to_dict().items() if k not in ("workers", "device")}
+    def fingerprint(self, keys: tuple[str, ...] | None = None) -> str:
+        """Names a work folder: a hash of the settings (``keys``, default all) that change
+        what the steps compute."""
+        data = {k: v for k, v in self.to_dict().items()
+                if k not in ("workers", "device") and (keys is None or k in keys)}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     @classmethod

@@ -6,18 +6,22 @@ Steps (each also a CLI verb; each is skipped on a re-run when it finished before
    real mp4 clips whose emotion cue lives in the video, the audio, the subtitle or all,
    a coarse pool and a fine set with a seeded train/test split.
 2. ``annotate``: the coarse pool through the EMER-Coarse pipeline (`affectgpt annotate`)
-   with the packaged CPU models: the coarse labels stage 1 learns from are made
-   automatically, as in the paper.
+   with the packaged CPU models, its labels scored against the generator's truth; stage 1
+   learns from these annotations or, by default, from the generator's coarse descriptions
+   (``stage1_targets``: the packaged clue models are far weaker than the paper's MLLMs).
 3. ``features``: frozen-encoder features of every clip into caches (`affectgpt features`).
-4. ``untrained``, ``stage1``, ``stage2``, ``stage2-only``, ``text-only``: the systems of
-   the paper's Table 4 in miniature (`affectgpt train`), each scored on the fine test
-   split after every epoch with the 2024 set metric (lexical grouping).
+4. ``untrained``, ``text-only`` (the frozen LLM on subtitles), ``stage1``,
+   ``stage2-only``, ``stage2``: the systems of the paper's Table 4 in miniature
+   (`affectgpt train`), the trained ones scored on the fine test split after every epoch
+   with the 2024 set metric (lexical grouping).
 5. ``describe``: one test clip described by the two-stage model (`affectgpt describe`).
 6. ``report``: ``runs/demo-<time>/report.html`` and ``report.md``.
 
-The work (corpus, caches, checkpoints) lives in ``<out>/demo-work/<settings hash>/`` and
-is reused by later runs with the same settings unless ``fresh``; every write is atomic or
-append-only, so Ctrl-C leaves nothing corrupt and the next run continues.
+The work lives in ``<out>/demo-work/``: corpus, feature caches and annotation in
+``data-<hash>/`` (shared by runs whose settings differ only in training), checkpoints and
+evaluations in ``<settings hash>/``. A later run with the same settings reuses what
+finished unless ``fresh``; every write is atomic or append-only, so Ctrl-C leaves nothing
+corrupt and the next run continues.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from affectgpt.data.manifest import Sample, read_manifest, write_manifest
-from affectgpt.demo.config import DemoConfig
+from affectgpt.demo.config import ANNOTATION_SETTINGS, DATA_SETTINGS, DemoConfig
 from affectgpt.paths import atomic_write
 
 log = logging.getLogger("affectgpt.demo")
@@ -44,7 +48,8 @@ log = logging.getLogger("affectgpt.demo")
 #: the systems in the results table, in order (name, step, what it is)
 SYSTEMS = (
     ("untrained", "untrained", "random adapters on the frozen encoders and LLM"),
-    ("text only", "text-only", "stage 2 without video and audio: the subtitle alone"),
+    ("text only", "text-only", "the frozen LLM given the subtitle alone (only the adapters "
+     "train, and they read video and audio)"),
     ("stage 1 only", "stage1", "trained on the automatically annotated coarse pool"),
     ("stage 2 only", "stage2-only", "trained on the fine train split from random adapters"),
     ("stage 1 + stage 2", "stage2", "stage 2 initialised from stage 1 (the paper's recipe)"),
@@ -74,9 +79,11 @@ class Steps:
         self.console = console
         self.records: list[StepRecord] = []
 
-    def run(self, name: str, title: str, fn: Callable[[], tuple[dict[str, Any], str]],
-            ) -> StepRecord:
-        marker = self.folder / f"{name}.json"
+    def run(self, name: str, title: str, fn: Callable[[], tuple[dict[str, Any], str]], *,
+            marker: Path | None = None) -> StepRecord:
+        """Run ``fn`` (returning ``(outputs, detail)``) unless its marker (default
+        ``steps/<name>.json``) says it finished."""
+        marker = marker or self.folder / f"{name}.json"
         if marker.is_file():
             saved = json.loads(marker.read_text(encoding="utf-8"))
             record = StepRecord(name, saved["seconds"], True, saved.get("detail", ""),
@@ -129,15 +136,22 @@ class Demo:
                  progress: bool = True, console: Console | None = None):
         self.cfg = cfg
         self.out = Path(out)
-        self.work = self.out / "demo-work" / cfg.fingerprint()
-        if fresh and self.work.exists():
-            shutil.rmtree(self.work)
+        root = self.out / "demo-work"
+        # corpus, features and annotation are shared by runs that only train differently
+        self.data = root / f"data-{cfg.fingerprint(DATA_SETTINGS)}"
+        self.annotation = self.data / f"annotate-{cfg.fingerprint(ANNOTATION_SETTINGS)}"
+        self.work = root / cfg.fingerprint()
+        if fresh:
+            for folder in (self.work, self.data):
+                if folder.exists():
+                    shutil.rmtree(folder)
         self.work.mkdir(parents=True, exist_ok=True)
+        (self.data / "steps").mkdir(parents=True, exist_ok=True)
         atomic_write(self.work / "demo-config.json", json.dumps(cfg.to_dict(), indent=1) + "\n")
         self.progress = progress
         self.console = console or Console(stderr=False)
         self.steps = Steps(self.work, self.console)
-        self.features_root = self.work / "features"
+        self.features_root = self.data / "features"
 
     # ------------------------------------------------------------------ steps
     def corpus(self) -> StepRecord:
@@ -146,27 +160,32 @@ class Demo:
 
             c = self.cfg
             corpus = make_synthetic_corpus(
-                self.work / "corpus", coarse=c.coarse, fine=c.fine,
+                self.data / "corpus", coarse=c.coarse, fine=c.fine,
                 test_fraction=c.test_fraction, seed=c.seed, fine_style=c.fine_style,
                 duration=tuple(c.clip_seconds), size=c.clip_size, workers=c.workers,
                 progress=self.progress)
-            train, test = _split_manifests(corpus.fine_manifest, self.work / "corpus" / "fine")
+            train, test = _split_manifests(corpus.fine_manifest, self.data / "corpus" / "fine")
             n_test = len(read_manifest(test))
             return ({"coarse": str(corpus.coarse_manifest), "fine": str(corpus.fine_manifest),
                      "train": str(train), "test": str(test)},
                     f"{c.coarse} coarse + {c.fine} fine clips ({c.fine - n_test} train, "
                     f"{n_test} test)")
 
-        return self.steps.run("corpus", "1/6 synthetic corpus", make)
+        return self.steps.run("corpus", "1/6 synthetic corpus", make,
+                              marker=self.data / "steps" / "corpus.json")
 
     def annotate(self, coarse_manifest: str) -> StepRecord:
         def run():
             from affectgpt.demo.annotation import annotate_coarse_pool
 
             manifest, summary = annotate_coarse_pool(
-                coarse_manifest, self.work / "annotate", self.cfg, progress=self.progress)
-            return ({"manifest": str(manifest), **summary},
-                    f"{summary['exported']} of {summary['clips']} clips annotated and kept "
+                coarse_manifest, self.annotation, self.cfg, progress=self.progress)
+            agreement = summary["agreement"].get("avg", 0.0)
+            return ({"annotated": str(manifest), **summary,
+                     "manifest": str(manifest) if self.cfg.stage1_targets == "annotated"
+                     else coarse_manifest},
+                    f"{summary['exported']} of {summary['clips']} clips annotated and kept, "
+                    f"labels agree with the truth at Avg {100 * agreement:.1f} "
                     f"({summary['tokens']} tokens generated)")
 
         if not self.cfg.annotate:
@@ -176,7 +195,8 @@ class Demo:
 
             return self.steps.run("annotate", "2/6 annotation (off)", skip)
         return self.steps.run("annotate", "2/6 annotate the coarse pool (EMER-Coarse "
-                                          "pipeline)", run)
+                                          "pipeline)", run,
+                              marker=self.annotation / "done.json")
 
     def features(self, manifests: Sequence[str]) -> StepRecord:
         def build():
@@ -200,7 +220,8 @@ class Demo:
             return ({"root": str(self.features_root), "report": report},
                     f"{len(unique)} clips through {names}")
 
-        return self.steps.run("features", "3/6 frozen-encoder features", build)
+        return self.steps.run("features", "3/6 frozen-encoder features", build,
+                              marker=self.data / "steps" / "features.json")
 
     def _train(self, step: str, title: str, *, manifest: str, test_manifest: str,
                epochs: int, init_from: str | None = None, withhold: Sequence[str] = (),
@@ -232,12 +253,17 @@ class Demo:
 
         return self.steps.run(step, title, train)
 
-    def untrained(self, test_manifest: str) -> StepRecord:
+    def untrained(self, test_manifest: str, *, step: str = "untrained",
+                  withhold: Sequence[str] = ()) -> StepRecord:
+        """Score a model that was never trained: random adapters on the frozen encoders and
+        LLM, or (``withhold`` both) the frozen LLM given the subtitle alone, which is all a
+        text-only system can be when only the adapters train."""
         def evaluate():
             import torch
 
             from affectgpt.inference import FeatureSettings, ModelEncoders, predict
             from affectgpt.model import AffectGPT, load_config
+            from affectgpt.train.dist import resolve_device
             from affectgpt.train.pipeline import default_cache_dirs, score_predictions
             from affectgpt.train.trainer import seed_everything
 
@@ -247,23 +273,25 @@ class Demo:
             sources, _ = ModelEncoders(config).sources(
                 samples, FeatureSettings(root=str(self.features_root), progress=False),
                 default_cache_dirs(config, test_manifest, self.features_root))
+            sources = {m: None if m in withhold else f for m, f in sources.items()}
             seed_everything(c.seed)
-            from affectgpt.train.dist import resolve_device
-
             model = AffectGPT.from_config(config, device=resolve_device(c.device, 0))
             with torch.no_grad():
                 records = list(predict(model, samples, sources, batch_size=c.eval_batch_size,
                                        max_new_tokens=c.eval_max_new_tokens,
-                                       progress=self.progress, desc="untrained"))
+                                       progress=self.progress, desc=step))
             preds = {r["name"]: r["openset"] for r in records}
             scores = score_predictions(preds, samples)
-            folder = self.work / "untrained"
+            folder = self.work / step
             atomic_write(folder / "predictions.json", json.dumps(
-                {"scores": scores, "predictions": records}, indent=1, ensure_ascii=False) + "\n")
+                {"scores": scores, "withheld": list(withhold), "predictions": records},
+                indent=1, ensure_ascii=False) + "\n")
             return ({"predictions": str(folder / "predictions.json"), "last": scores},
                     f"test Avg {100 * scores.get('test/avg', 0):.1f}")
 
-        return self.steps.run("untrained", "4/6 untrained baseline", evaluate)
+        title = ("4/6 untrained baseline" if not withhold else
+                 "4/6 text-only baseline (the frozen LLM given the subtitle alone)")
+        return self.steps.run(step, title, evaluate)
 
     def describe(self, model_dir: str, test_manifest: str) -> StepRecord:
         def run():
@@ -288,12 +316,10 @@ class Demo:
         started = time.perf_counter()
         corpus = self.corpus().outputs
         coarse = self.annotate(corpus["coarse"]).outputs["manifest"]
-        self.features([coarse, corpus["fine"]])
+        self.features([corpus["coarse"], corpus["fine"]])
         test = corpus["test"]
         self.untrained(test)
-        self._train("text-only", "4/6 text-only baseline (stage 2 without video and audio)",
-                    manifest=corpus["train"], test_manifest=test, epochs=c.stage2_epochs,
-                    withhold=("video", "audio"))
+        self.untrained(test, step="text-only", withhold=("video", "audio"))
         self._train("stage1", "4/6 stage 1 on the annotated coarse pool", manifest=coarse,
                     test_manifest=test, epochs=c.stage1_epochs, eval_every=c.stage1_epochs)
         self._train("stage2-only", "4/6 stage 2 only (from random adapters)",
@@ -317,7 +343,7 @@ class Demo:
     def _system_predictions(self, step: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
         """The last evaluation's predictions of a system and its per-epoch test curve."""
         folder = self.work / step
-        if step == "untrained":
+        if step in ("untrained", "text-only"):
             data = json.loads((folder / "predictions.json").read_text(encoding="utf-8"))
             return {r["name"]: r["openset"] for r in data["predictions"]}, {}
         files = sorted((folder / "predictions").glob("epoch-*.json"))
@@ -342,8 +368,9 @@ class Demo:
             scores = score_predictions(preds, samples)
             systems.append({"name": name, "note": note, "scores": {"test": {
                 m: scores[f"test/{m}"] for m in ("accuracy", "recall", "avg")}}})
-            rows.append({"system": name, "scores": _scores_by_cue(preds, samples)})
-            if step in ("stage2-only", "stage2", "text-only"):
+            rows.append({"system": name, "scores": {  # Avg only: four readable columns
+                cue: v["avg"] for cue, v in _scores_by_cue(preds, samples).items()}})
+            if step in ("stage2-only", "stage2"):
                 series[name] = curve
         by_name = {s["name"]: s["scores"]["test"]["avg"] for s in systems}
         checks = {
@@ -354,7 +381,7 @@ class Demo:
         }
         figures = []
         for step, label in (("stage1", "stage 1"), ("stage2-only", "stage 2 only"),
-                            ("stage2", "stage 1 + stage 2"), ("text-only", "text only")):
+                            ("stage2", "stage 1 + stage 2")):
             for plot, what in (("loss.png", "loss"), ("scores.png", "test scores")):
                 path = self.work / step / plot
                 if path.is_file():
@@ -381,13 +408,29 @@ class Demo:
                          "detail": r.detail} for r in self.steps.records],
             "config": {k: (", ".join(map(str, v)) if isinstance(v, list) else v)
                        for k, v in c.to_dict().items()},
-            "environment": {"work folder": str(self.work.resolve())},
+            "environment": {"work folder": str(self.work.resolve()),
+                            "data folder": str(self.data.resolve())},
             "notes": [
+                self._annotation_note(),
                 "Cue = the modality that carries the emotion in a test clip (the others are "
                 "neutral): the audio and video columns show whether a system reads that "
                 "modality; the text-only system can only get the text column right.",
             ],
         }, checks
+
+    def _annotation_note(self) -> str:
+        out = self.steps_output("annotate")
+        if out.get("skipped"):
+            return "Annotation was off: stage 1 learned from the generator's coarse descriptions."
+        agreement = out.get("agreement") or {}
+        what = ("the pipeline's own annotations" if self.cfg.stage1_targets == "annotated" else
+                "the generator's coarse descriptions (stage1_targets=generated)")
+        return (f"The EMER-Coarse pipeline annotated {out['clips']} coarse clips with the "
+                f"packaged CPU models and kept {out['exported']}; its labels agree with the "
+                f"generator's truth at Avg {100 * agreement.get('avg', 0):.1f} (Accuracy_s "
+                f"{100 * agreement.get('accuracy', 0):.1f}, Recall_s "
+                f"{100 * agreement.get('recall', 0):.1f}). Stage 1 learned from {what}. "
+                f"Annotations: {out.get('csv')}.")
 
     def steps_output(self, name: str) -> dict[str, Any]:
         return next(r.outputs for r in self.steps.records if r.name == name)
@@ -400,7 +443,7 @@ class Demo:
         ablation = {r["system"]: r["scores"] for r in results["ablation"]["rows"]}
         for system in results["systems"]:
             s = system["scores"]["test"]
-            cues = [f"{100 * ablation[system['name']][c]['avg']:.1f}"
+            cues = [f"{100 * ablation[system['name']][c]:.1f}"
                     if c in ablation[system["name"]] else "-" for c in CUES]
             table.add_row(system["name"], *(f"{100 * s[m]:.1f}" for m in
                                             ("accuracy", "recall", "avg")), *cues)

@@ -266,6 +266,8 @@ class AffectGPT(nn.Module):
         }
         if stop not in self.tokenizer.all_special_tokens:  # e.g. "###": matched on the text
             kwargs.update(stop_strings=[stop], tokenizer=self.tokenizer)
+        if g.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = g.repetition_penalty
         if do_sample:
             kwargs.update(top_p=g.top_p if top_p is None else top_p,
                           temperature=g.temperature if temperature is None else temperature,

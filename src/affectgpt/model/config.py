@@ -186,13 +186,15 @@ class GenerationSettings:
     """Defaults of :meth:`AffectGPT.generate` (the reference: top-p 0.9, T=1, 300 tokens).
 
     ``top_k`` 50 is the transformers default the reference inherited silently; set 0 to
-    disable it."""
+    disable it. ``repetition_penalty`` > 1 (greedy or sampled) keeps a small LLM out of
+    loops such as "The person is sad. The person is sad. ..."; 1.0 (the reference) is off."""
 
     max_new_tokens: int = 300
     do_sample: bool = True
     top_p: float = 0.9
     temperature: float = 1.0
     top_k: int = 50
+    repetition_penalty: float = 1.0
 
 
 @dataclass
@@ -269,6 +271,8 @@ class ModelConfig:
                 errors.append("llm.vocab_size must be positive")
             if self.llm.num_heads % max(self.llm.num_kv_heads, 1):
                 errors.append("llm.num_heads must be divisible by llm.num_kv_heads")
+        if self.generation.repetition_penalty <= 0:
+            errors.append("generation.repetition_penalty must be positive (1.0 is off)")
         if self.llm.hidden_size is not None and self.llm.hidden_size <= 0:
             errors.append("llm.hidden_size must be positive")
         if self.lora is not None:

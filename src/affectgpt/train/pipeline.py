@@ -63,7 +63,7 @@ from affectgpt.inference import (
     predict,
     write_predictions_csv,
 )
-from affectgpt.model.config import ModelConfig, load_config
+from affectgpt.model.config import ConfigError, ModelConfig, load_config
 from affectgpt.paths import atomic_write
 from affectgpt.train import checkpoint as ckpt
 from affectgpt.train import dist as tdist
@@ -269,7 +269,8 @@ def train_stage(
     :meth:`Trainer.fit`. ``train_split``: train only on the manifest's samples of that
     split (e.g. ``"train"`` of a fine manifest whose ``test`` samples are held out).
     ``withhold``: modalities (``"video"``, ``"audio"``) the model never sees, in training
-    nor in evaluation: ``("video", "audio")`` trains the subtitle-only baseline.
+    nor in evaluation; withholding both trains a subtitle-only model, which needs LoRA
+    (the adapters would see nothing).
     """
     unknown = sorted(set(withhold) - {"video", "audio"})
     if unknown:
@@ -282,6 +283,11 @@ def train_stage(
         from affectgpt.model.config import apply_overrides
 
         config = apply_overrides(config, list(overrides))
+    if {"video", "audio"} <= set(withhold) and config.lora is None:
+        raise ConfigError("with both video and audio withheld and no LoRA nothing trainable "
+                          "sees the data (only the adapters train; the LLM is frozen): add "
+                          "LoRA (--set lora.r=16) or evaluate the frozen LLM on the "
+                          "subtitles alone instead of training")
     out_dir = Path(train.out_dir)
     # under torchrun: rank 0 builds the feature caches while the others wait, then read
     dist_info = tdist.init_distributed(train.device, train.dist_timeout_s)
