@@ -73,6 +73,10 @@ def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
         assert text in html
         assert text.replace("+", r"\+").replace("_", r"\_") in md  # Markdown-escaped
     assert (report_dir / "report_files" / "clip_frames.jpg").stat().st_size > 1000
+    from affectgpt.model import AffectGPT
+
+    model = AffectGPT.from_pretrained(report_dir / "model")  # the two-stage model, copied
+    assert model.config.video.encoder == "face-cnn"
 
 
 def test_rerun_reuses_every_finished_step(demo_run):

@@ -56,8 +56,8 @@ class DemoConfig:
     """
 
     seed: int = 0
-    coarse: int = 120
-    fine: int = 96
+    coarse: int = 96
+    fine: int = 84
     test_fraction: float = 0.33
     clip_seconds: list[float] = field(default_factory=lambda: [2.5, 4.0])
     clip_size: int = 224
@@ -66,7 +66,7 @@ class DemoConfig:
 
     annotate: bool = True
     annotate_backend: str = "transformers"
-    annotate_max_tokens: int = 64
+    annotate_max_tokens: int = 40
     annotate_concurrency: int = 16
     annotate_filter: bool = True
     stage1_targets: str = "generated"
@@ -74,14 +74,14 @@ class DemoConfig:
     preset: str = "small"
     overrides: list[str] = field(default_factory=lambda: ["video.num_query=8"])
     stage1_epochs: int = 2
-    stage2_epochs: int = 4
+    stage2_epochs: int = 3
     batch_size: int = 4
-    lr: float = 1e-3
-    min_lr: float = 1e-4
+    lr: float = 2e-3
+    min_lr: float = 2e-4
     warmup_steps: int = 10
     device: str = "auto"
 
-    eval_max_new_tokens: int = 80
+    eval_max_new_tokens: int = 64
     eval_batch_size: int = 32
     describe_max_new_tokens: int = 60
 

@@ -15,7 +15,8 @@ Steps (each also a CLI verb; each is skipped on a re-run when it finished before
    (`affectgpt train`), the trained ones scored on the fine test split after every epoch
    with the 2024 set metric (lexical grouping).
 5. ``describe``: one test clip described by the two-stage model (`affectgpt describe`).
-6. ``report``: ``runs/demo-<time>/report.html`` and ``report.md``.
+6. ``report``: ``runs/demo-<time>/report.html`` and ``report.md``, with the two-stage
+   model in ``runs/demo-<time>/model`` (``affectgpt serve-demo --model ...``).
 
 The work lives in ``<out>/demo-work/``: corpus, feature caches and annotation in
 ``data-<hash>/`` (shared by runs whose settings differ only in training), checkpoints and
@@ -190,7 +191,7 @@ class Demo:
 
         if not self.cfg.annotate:
             def skip():
-                return ({"manifest": coarse_manifest, "skipped": True},
+                return ({"manifest": coarse_manifest, "off": True},
                         "annotation off: stage 1 uses the generator's coarse descriptions")
 
             return self.steps.run("annotate", "2/6 annotation (off)", skip)
@@ -206,7 +207,7 @@ class Demo:
 
             config = load_config(self.cfg.preset, list(self.cfg.overrides))
             encoders = ModelEncoders(config)
-            settings = FeatureSettings(root=str(self.features_root), workers=0,
+            settings = FeatureSettings(root=str(self.features_root), workers=self.cfg.workers,
                                        progress=self.progress)
             samples = [s for m in manifests for s in read_manifest(m)]
             unique = list({s.name: s for s in samples}.values())
@@ -334,6 +335,9 @@ class Demo:
         report_dir = self.out / time.strftime("demo-%Y%m%d-%H%M%S")
         results, checks = self.results(test)
         html, _ = write_report(report_dir, results)
+        # the two-stage model next to its report (adapters only: a few MB), for
+        # `affectgpt describe --model` and `affectgpt serve-demo --model`
+        shutil.copytree(s12.outputs["model"], report_dir / "model", dirs_exist_ok=True)
         atomic_write(report_dir / "results.json", json.dumps(
             {**results, "checks": checks}, indent=1, ensure_ascii=False) + "\n")
         self._print_summary(results, checks, html, time.perf_counter() - started)
@@ -393,8 +397,8 @@ class Demo:
         return {
             "title": "AffectGPT demo: two-stage training on a synthetic corpus",
             "summary": (
-                f"{c.coarse} coarse clips annotated automatically, {c.fine} fine clips with "
-                f"gold descriptions ({n_test} held out for testing). Frozen {c.preset} model "
+                f"{c.coarse} coarse clips for stage 1, {c.fine} fine clips with gold "
+                f"descriptions for stage 2 ({n_test} held out for testing). Frozen {c.preset} model "
                 "(encoders + LLM), trainable Q-Former adapters. Scores: the 2024 set metric "
                 "(x100, lexical synonym grouping) on the test split, after the last epoch. "
                 + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items()) + "."),
@@ -420,7 +424,7 @@ class Demo:
 
     def _annotation_note(self) -> str:
         out = self.steps_output("annotate")
-        if out.get("skipped"):
+        if out.get("off"):
             return "Annotation was off: stage 1 learned from the generator's coarse descriptions."
         agreement = out.get("agreement") or {}
         what = ("the pipeline's own annotations" if self.cfg.stage1_targets == "annotated" else
