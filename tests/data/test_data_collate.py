@@ -4,6 +4,7 @@ shorter sequences; a clip without an audio track is a sample without audio."""
 from __future__ import annotations
 
 import pytest
+from clip_helpers import strip_audio
 
 torch = pytest.importorskip("torch")
 
@@ -72,7 +73,7 @@ def test_optional_media_no_audio_track_is_missing_corrupt_file_is_an_error(tmp_p
     root, samples = synth.get(1, seed=5, duration=(2.0, 2.2), size=64, fps=5)
     clip = samples[0]
     silent = tmp_path / "silent.mp4"
-    _strip_audio(clip.video, silent)
+    strip_audio(clip.video, silent)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     rows = {"with": Sample("with", video=clip.video), "silent": Sample("silent", video=str(silent)),
@@ -93,15 +94,3 @@ def test_optional_media_no_audio_track_is_missing_corrupt_file_is_an_error(tmp_p
         audio("sep")
 
 
-def _strip_audio(src, dst) -> None:
-    """Copy the video stream of ``src`` into ``dst`` without its audio (a remux)."""
-    import av
-
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream = inp.streams.video[0]
-        ostream = out.add_stream_from_template(stream)
-        for packet in inp.demux(stream):
-            if packet.dts is None:
-                continue
-            packet.stream = ostream
-            out.mux(packet)

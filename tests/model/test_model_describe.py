@@ -7,6 +7,7 @@ import importlib.util
 import shutil
 
 import pytest
+from clip_helpers import strip_audio
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -34,7 +35,7 @@ def clips(tmp_path_factory):
     sample = make_synthetic(root, 1, cue="all", seed=4, duration=(2.0, 2.2), size=64, fps=5,
                             workers=1, progress=False)[0]
     silent = root / "silent.mp4"
-    _strip_audio(sample.video, silent)
+    strip_audio(sample.video, silent)
     return {"with_audio": sample.video, "silent": str(silent), "subtitle": sample.subtitle_en}
 
 
@@ -99,15 +100,3 @@ def test_summary_is_the_parameter_line(model):
     assert model.summary().startswith("AffectGPT[tiny]: trainable")
 
 
-def _strip_audio(src, dst) -> None:
-    """Copy the video stream of ``src`` into ``dst`` without its audio (a remux)."""
-    import av
-
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream = inp.streams.video[0]
-        ostream = out.add_stream_from_template(stream)
-        for packet in inp.demux(stream):
-            if packet.dts is None:
-                continue
-            packet.stream = ostream
-            out.mux(packet)

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from clip_helpers import strip_audio
 
 # the tiny test model on the real CPU encoders (face-cnn frames, Whisper-base clips)
 REAL_ENCODERS = ["video.encoder=face-cnn", "video.feature_dim=128", "video.tokens_per_frame=1",
@@ -24,21 +25,6 @@ def require_media_stack() -> None:
             pytest.skip(f"{module} not installed ({hint})")
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
-
-
-def strip_audio(src, dst) -> Path:
-    """Copy the video stream of ``src`` into ``dst`` without its audio (a remux)."""
-    import av
-
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        stream = inp.streams.video[0]
-        ostream = out.add_stream_from_template(stream)
-        for packet in inp.demux(stream):
-            if packet.dts is None:
-                continue
-            packet.stream = ostream
-            out.mux(packet)
-    return Path(dst)
 
 
 def make_corpus(root: Path, n: int = 5, seed: int = 2) -> dict:
