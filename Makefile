@@ -50,6 +50,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_eval.py
 	$(BIN)/python benchmarks/bench_media.py
 	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_annotate.py
+	$(BIN)/python benchmarks/bench_annotate.py --backend transformers
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
