@@ -54,8 +54,8 @@ def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
     annotate = demo.steps_output("annotate")
     assert annotate["exported"] == annotate["clips"] == 4
     stage1 = json.loads((demo.work / "stage1" / "results.json").read_text())
-    assert stage1["manifest"] == annotate["manifest"]
-    coarse = [json.loads(line) for line in open(annotate["manifest"], encoding="utf-8")]
+    assert stage1["manifest"] == annotate["annotated"]  # the reduced demo's stage1_targets
+    coarse = [json.loads(line) for line in open(annotate["annotated"], encoding="utf-8")]
     assert all("annotate" in row["extra"] for row in coarse)
     # stage 2 started from stage 1; the text-only system never saw video or audio
     stage2 = json.loads((demo.work / "stage2" / "results.json").read_text())

@@ -51,7 +51,7 @@ SYSTEMS = (
     ("untrained", "untrained", "random adapters on the frozen encoders and LLM"),
     ("text only", "text-only", "the frozen LLM given the subtitle alone (only the adapters "
      "train, and they read video and audio)"),
-    ("stage 1 only", "stage1", "trained on the automatically annotated coarse pool"),
+    ("stage 1 only", "stage1", "trained on the coarse pool"),
     ("stage 2 only", "stage2-only", "trained on the fine train split from random adapters"),
     ("stage 1 + stage 2", "stage2", "stage 2 initialised from stage 1 (the paper's recipe)"),
 )
@@ -182,16 +182,14 @@ class Demo:
             manifest, summary = annotate_coarse_pool(
                 coarse_manifest, self.annotation, self.cfg, progress=self.progress)
             agreement = summary["agreement"].get("avg", 0.0)
-            return ({"annotated": str(manifest), **summary,
-                     "manifest": str(manifest) if self.cfg.stage1_targets == "annotated"
-                     else coarse_manifest},
+            return ({"annotated": str(manifest), **summary},
                     f"{summary['exported']} of {summary['clips']} clips annotated and kept, "
                     f"labels agree with the truth at Avg {100 * agreement:.1f} "
                     f"({summary['tokens']} tokens generated)")
 
         if not self.cfg.annotate:
             def skip():
-                return ({"manifest": coarse_manifest, "off": True},
+                return ({"off": True},
                         "annotation off: stage 1 uses the generator's coarse descriptions")
 
             return self.steps.run("annotate", "2/6 annotation (off)", skip)
@@ -316,12 +314,17 @@ class Demo:
         c = self.cfg
         started = time.perf_counter()
         corpus = self.corpus().outputs
-        coarse = self.annotate(corpus["coarse"]).outputs["manifest"]
+        annotation = self.annotate(corpus["coarse"]).outputs
+        # the annotation is shared by runs whose stage1_targets differ: choose here
+        coarse = (annotation["annotated"] if self.cfg.stage1_targets == "annotated"
+                  else corpus["coarse"])
         self.features([corpus["coarse"], corpus["fine"]])
         test = corpus["test"]
         self.untrained(test)
         self.untrained(test, step="text-only", withhold=("video", "audio"))
-        self._train("stage1", "4/6 stage 1 on the annotated coarse pool", manifest=coarse,
+        targets = ("its pipeline annotations" if c.stage1_targets == "annotated"
+                   else "its generated coarse descriptions")
+        self._train("stage1", f"4/6 stage 1 on the coarse pool ({targets})", manifest=coarse,
                     test_manifest=test, epochs=c.stage1_epochs, eval_every=c.stage1_epochs)
         self._train("stage2-only", "4/6 stage 2 only (from random adapters)",
                     manifest=corpus["train"], test_manifest=test, epochs=c.stage2_epochs)
