@@ -102,7 +102,7 @@ def main() -> None:
     with torch.device(device):  # a 7B model is built on the GPU, not in host memory
         model = AffectGPT.from_config(cfg, device=device)
     build_seconds = time.perf_counter() - t
-    print(model.summary() if hasattr(model, "summary") else model.describe())
+    print(model.summary())
 
     video_shape = (cfg.video.frames, cfg.video.tokens_per_frame, cfg.video.feature_dim)
     audio_shape = (cfg.audio.clips, cfg.audio.feature_dim)

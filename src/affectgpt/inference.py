@@ -486,22 +486,32 @@ def domain_errors() -> tuple[type[BaseException], ...]:
     return (*errors, LLMMismatchError)
 
 
-def _load_model(args) -> AffectGPT:
+def load_model(model_dir: str | os.PathLike | None = None, preset: str = "small",
+               overrides: Sequence[str] = (), device: str | None = "auto") -> AffectGPT:
+    """A trained checkpoint (``model_dir``), or else ``preset`` with untrained adapters
+    (seeded, so the same random adapters every time); ``device="auto"`` is CUDA when
+    available."""
     from affectgpt.model.affectgpt import AffectGPT
 
-    device = getattr(args, "device", None)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if getattr(args, "model", None):
-        return AffectGPT.from_pretrained(args.model, device=device, overrides=args.overrides)
-    import warnings
-
+    if model_dir:
+        return AffectGPT.from_pretrained(model_dir, device=device, overrides=list(overrides))
     from affectgpt.model.config import load_config
 
-    warnings.warn(f"no --model: the {args.preset!r} preset's adapters are untrained (random); "
-                  "the description shows the pipeline, not a trained model", stacklevel=2)
     torch.manual_seed(0)
-    return AffectGPT.from_config(load_config(args.preset, args.overrides), device=device)
+    return AffectGPT.from_config(load_config(preset, list(overrides)), device=device)
+
+
+def _load_model(args) -> AffectGPT:
+    if not getattr(args, "model", None):
+        import warnings
+
+        warnings.warn(f"no --model: the {args.preset!r} preset's adapters are untrained "
+                      "(random); the description shows the pipeline, not a trained model",
+                      stacklevel=2)
+    return load_model(getattr(args, "model", None), getattr(args, "preset", "small"),
+                      args.overrides, getattr(args, "device", None))
 
 
 def _add_model_options(p, *, preset: bool) -> None:

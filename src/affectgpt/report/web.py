@@ -440,21 +440,15 @@ def load_demo_model(model_dir: str | None, preset: str = "small", overrides=(),
                     device: str | None = "auto") -> tuple[Any, str, str]:
     """``(model, name, warning)``: a trained checkpoint, or ``preset`` with untrained
     adapters (and a warning saying so)."""
-    import torch
+    from affectgpt.inference import load_model
 
-    from affectgpt.model import AffectGPT, load_config
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(model_dir, preset, overrides, device).eval()
     if model_dir:
-        model = AffectGPT.from_pretrained(model_dir, device=device, overrides=list(overrides))
-        return model.eval(), str(model_dir), ""
-    torch.manual_seed(0)
-    model = AffectGPT.from_config(load_config(preset, list(overrides)), device=device)
+        return model, str(model_dir), ""
     warning = (f"no trained model given: the {preset!r} preset's adapters are untrained "
                "(random), so the descriptions show the pipeline, not what a trained model says. "
                "Start the demo with --model DIR for a trained one.")
-    return model.eval(), f"{preset} (untrained)", warning
+    return model, f"{preset} (untrained)", warning
 
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:
