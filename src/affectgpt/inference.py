@@ -492,9 +492,9 @@ def load_model(model_dir: str | os.PathLike | None = None, preset: str = "small"
     (seeded, so the same random adapters every time); ``device="auto"`` is CUDA when
     available."""
     from affectgpt.model.affectgpt import AffectGPT
+    from affectgpt.train.dist import resolve_device
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device) if device else None
     if model_dir:
         return AffectGPT.from_pretrained(model_dir, device=device, overrides=list(overrides))
     from affectgpt.model.config import load_config
