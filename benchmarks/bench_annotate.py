@@ -3,14 +3,16 @@
 Runs the ``merge`` stage (the disambiguation LLM call; clues come from a recorded file)
 over N samples twice -- at concurrency 1 and at concurrency 4 -- each into a fresh output
 folder with no reply cache, and prints samples/s and the ratio. By default it starts the
-packaged SmolLM2-135M-Instruct behind ``transformers serve`` on loopback (CPU);
-``--continuous-batching`` starts it with ``transformers serve --continuous-batching`` so
-concurrent requests are batched; ``--base-url/--model`` measure any running server
-instead (e.g. vLLM on a GPU); ``--backend transformers`` measures the in-process back-end,
-which generates concurrent requests as one batch.
+packaged SmolLM2-135M-Instruct behind ``affectgpt serve-llm`` on loopback (CPU), which
+generates concurrent requests as one batch; ``--server transformers`` starts
+``transformers serve`` instead (``--continuous-batching`` adds that flag);
+``--base-url/--model`` measure any running server (e.g. vLLM on a GPU); ``--backend
+transformers`` measures the in-process back-end (the same batching engine, no HTTP).
+The default 128 reply tokens are short of a real merge reply (up to 512), so decoding,
+which batching speeds up, weighs less here than in a real run.
 
-    python benchmarks/bench_annotate.py --samples 16 --max-tokens 32
-    python benchmarks/bench_annotate.py --continuous-batching
+    python benchmarks/bench_annotate.py --samples 8 --max-tokens 128 --repeats 3
+    python benchmarks/bench_annotate.py --server transformers --continuous-batching
     python benchmarks/bench_annotate.py --backend transformers      # in-process, batched
     python benchmarks/bench_annotate.py --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-7B-Instruct
 """
@@ -80,21 +82,27 @@ def measure(manifest: Path, files: dict[str, Path], out: Path, merge: list[str],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=12)
-    parser.add_argument("--max-tokens", type=int, default=24)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=128,
+                        help="reply tokens per request (default: %(default)s)")
     parser.add_argument("--base-url", help="a running OpenAI-compatible server (default: start "
                                            "the packaged SmolLM2 on loopback)")
     parser.add_argument("--model", help="model name for --base-url")
     parser.add_argument("--backend", choices=("openai", "transformers"), default="openai",
                         help="openai: a server (started or --base-url); transformers: the "
                              "packaged SmolLM2 in-process, concurrent requests batched")
+    parser.add_argument("--server", choices=("affectgpt", "transformers"), default="affectgpt",
+                        help="which server to start: `affectgpt serve-llm` (batches concurrent "
+                             "requests) or `transformers serve` (default: %(default)s)")
     parser.add_argument("--continuous-batching", action="store_true",
-                        help="start `transformers serve` with --continuous-batching")
+                        help="with --server transformers: add --continuous-batching")
     parser.add_argument("--device", default="cpu", help="device of the started server")
     parser.add_argument("--repeats", type=int, default=1,
                         help="alternating repetitions of the pair; the median is reported")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    if args.continuous_batching and args.server != "transformers":
+        parser.error("--continuous-batching goes with --server transformers")
 
     server = None
     if args.backend == "transformers":
@@ -110,11 +118,15 @@ def main() -> None:
         from affectgpt.llm.server import LocalModelServer, export_smollm2
 
         extra = ["--continuous-batching"] if args.continuous_batching else []
-        server = LocalModelServer(export_smollm2(), device=args.device, extra_args=extra).start()
+        if args.server == "affectgpt":
+            extra = ["--max-batch", "4"]
+        server = LocalModelServer(export_smollm2(), device=args.device, extra_args=extra,
+                                  engine=args.server).start()
         merge = [f"merge.base_url={server.base_url}", f"merge.model={server.model}",
                  "merge.api_key_env="]
-        where = (f"transformers serve, SmolLM2-135M-Instruct, {args.device}"
-                 + (", --continuous-batching" if extra else "") + f", {os.cpu_count()} CPUs")
+        where = (f"{server.engine} server, SmolLM2-135M-Instruct, {args.device}"
+                 + (", --continuous-batching" if args.continuous_batching else "")
+                 + f", {os.cpu_count()} CPUs")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)

@@ -280,6 +280,7 @@ Encoders:
     _register("affectgpt.inference", "add_describe_parser", sub)  # affectgpt describe
     _register("affectgpt.annotate.cli", "add_annotate_parser", sub)  # affectgpt annotate
     _register("affectgpt.report.web", "add_serve_demo_parser", sub)  # affectgpt serve-demo
+    _register("affectgpt.llm.serve", "add_serve_llm_parser", sub)  # affectgpt serve-llm
     return parser
 
 

@@ -142,3 +142,32 @@ def test_transformers_back_end_batches_concurrent_requests(smollm2_dir):
     assert [g.text for g in together] == [g.text for g in alone]
     assert [g.usage for g in together] == [g.usage for g in alone]
     assert all(0 < g.usage["completion_tokens"] <= 8 for g in together)
+
+
+def test_text_stages_at_concurrency_4_are_batched_by_serve_llm(tmp_path, text_manifest,
+                                                               recorded_clues, smollm2_dir):
+    """`affectgpt serve-llm` on loopback: the run's 4 concurrent merge requests are
+    generated together, and the rows are the same as one at a time (greedy)."""
+    import httpx
+    from annotate_helpers import recorded_overrides
+
+    from affectgpt.llm import LocalModelServer
+
+    with LocalModelServer(smollm2_dir, engine="affectgpt",
+                          extra_args=["--max-batch", "4", "--gather-ms", "300"]) as server:
+        outputs = {}
+        for concurrency in (1, 4):
+            cfg = apply_overrides(default_config(), [
+                *recorded_overrides(recorded_clues),
+                *server_overrides(server.base_url, server.model, max_tokens=8),
+                "translate.enabled=false", "labels.enabled=false", "filter.enabled=false",
+                f"concurrency={concurrency}"])
+            out = tmp_path / f"c{concurrency}"
+            summary = run_annotation(text_manifest, out, cfg, limit=4, progress=False)
+            assert summary.stages[-1].done == 4
+            outputs[concurrency] = {n: r["output"]["description"]
+                                    for n, r in _rows(out, "merge").items()}
+        stats = httpx.get(f"{server.base_url}/stats", trust_env=False).json()
+    assert outputs[4] == outputs[1]
+    assert stats["requests"] == 8 and stats["failed"] == 0
+    assert int(max(stats["batch_sizes"], key=int)) > 1  # concurrency 4 shared batches

@@ -25,12 +25,9 @@ import base64
 import hashlib
 import io
 import json
-import queue
 import threading
-import time
 import wave
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +35,7 @@ import numpy as np
 
 from affectgpt.annotate.config import AnnotateConfigError, StageConfig
 from affectgpt.llm.cache import ResponseCache
-from affectgpt.llm.client import ChatClient
-
-
-@dataclass
-class Generation:
-    """One model reply: text, token usage (prompt/completion/total) and finish reason."""
-
-    text: str
-    usage: dict[str, int] = field(default_factory=dict)
-    finish_reason: str | None = None
-    cached: bool = False
+from affectgpt.llm.client import ChatClient, Generation
 
 
 class BackendError(RuntimeError):
@@ -184,110 +171,44 @@ class TransformersBackend:
     """A local ``transformers`` causal LM for text stages (chat template, ``generate``).
 
     Requests that arrive together (the run's ``concurrency`` threads) are generated as one
-    left-padded batch of up to ``max_batch``: on a CPU a batch of 16 short replies costs
-    little more than one. Greedy at temperature 0, so a reply does not depend on the batch
-    it ran in (up to float rounding of the padded positions).
+    left-padded batch of up to ``max_batch`` by a :class:`~affectgpt.llm.engine.BatchedGenerator`
+    (the engine behind ``affectgpt serve-llm``): decoding a small batch costs about what one
+    request does. Greedy at temperature 0, so a reply does not depend on the batch it ran in
+    (up to float rounding of the padded positions).
     """
 
     kind = "transformers"
-    gather_seconds = 0.05  # how long the first request of a batch waits for company
 
     def __init__(self, cfg: StageConfig, max_batch: int = 1):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from affectgpt.llm.engine import BatchedGenerator
 
         self.cfg = cfg
-        path = Path(cfg.model).expanduser()
-        if not (path / "config.json").is_file():
-            raise AnnotateConfigError(f"transformers back-end: no model folder (config.json) at "
-                                      f"{path}")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-        self.max_batch = max(1, int(max_batch))
-        self._torch = torch
-        self._queue: queue.Queue = queue.Queue()
-        self._worker: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self.batch_sizes: list[int] = []  # of every generate call, for the run's record
+        try:
+            self.engine = BatchedGenerator(cfg.model, max_batch=max_batch)
+        except (FileNotFoundError, ValueError) as exc:
+            raise AnnotateConfigError(f"transformers back-end: {exc}") from exc
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Size of every batch generated, for the run's record."""
+        return self.engine.batch_sizes
+
+    @property
+    def gather_seconds(self) -> float:
+        return self.engine.gather_seconds
+
+    @gather_seconds.setter
+    def gather_seconds(self, seconds: float) -> None:
+        self.engine.gather_seconds = seconds
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": str(Path(self.cfg.model).expanduser().resolve())}
+        return {"kind": self.kind, "model": str(self.engine.model_dir)}
 
     def chat(self, messages: list[dict[str, Any]], *, prompt_version: str) -> Generation:
-        with self._start_lock:
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._serve, daemon=True,
-                                                name="transformers-backend")
-                self._worker.start()
-        done: Future = Future()
-        self._queue.put((messages, done))
-        return done.result()
-
-    def _serve(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            deadline = time.monotonic() + self.gather_seconds
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:  # closing: finish this batch first
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            self.batch_sizes.append(len(batch))
-            try:
-                replies = self._generate([messages for messages, _ in batch])
-            except BaseException as exc:  # every waiting sample gets the error
-                for _, done in batch:
-                    done.set_exception(exc)
-            else:
-                for (_, done), reply in zip(batch, replies):
-                    done.set_result(reply)
-
-    def _generate(self, conversations: list[list[dict[str, Any]]]) -> list[Generation]:
-        params = self.cfg.decoding()
-        texts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True,
-                                                    tokenize=False) for m in conversations]
-        inputs = self.tokenizer(texts, return_tensors="pt", padding=True,
-                                add_special_tokens=False)
-        temperature = float(params.get("temperature", 0.0))
-        max_new = int(params.get("max_tokens", 256))
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new, "do_sample": temperature > 0,
-                                  "pad_token_id": self.tokenizer.pad_token_id}
-        if temperature > 0:
-            kwargs["temperature"] = temperature
-            if params.get("top_p") is not None:
-                kwargs["top_p"] = float(params["top_p"])
-        with self._torch.no_grad():
-            if params.get("seed") is not None:
-                self._torch.manual_seed(int(params["seed"]))
-            out = self.model.generate(**inputs, **kwargs)
-        prompt_len = inputs["input_ids"].shape[1]
-        stops = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
-        replies = []
-        for row, mask in zip(out[:, prompt_len:].tolist(), inputs["attention_mask"]):
-            n = next((i for i, t in enumerate(row) if t in stops), len(row))
-            prompt_tokens = int(mask.sum())
-            replies.append(Generation(
-                self.tokenizer.decode(row[:n], skip_special_tokens=True),
-                {"prompt_tokens": prompt_tokens, "completion_tokens": n,
-                 "total_tokens": prompt_tokens + n},
-                "length" if n >= max_new else "stop"))
-        return replies
+        return self.engine.chat(messages, self.cfg.decoding())
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join()
-            self._worker = None
+        self.engine.close()
 
 
 # ---------------------------------------------------------------------- recorded outputs

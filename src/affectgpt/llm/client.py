@@ -50,6 +50,16 @@ class LLMError(RuntimeError):
 
 
 @dataclass
+class Generation:
+    """One model reply: text, token usage (prompt/completion/total) and finish reason."""
+
+    text: str
+    usage: dict[str, int] = field(default_factory=dict)
+    finish_reason: str | None = None
+    cached: bool = False
+
+
+@dataclass
 class ChatReply:
     text: str
     usage: dict = field(default_factory=dict)

