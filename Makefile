@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_media.py
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_annotate.py
+	$(BIN)/python benchmarks/bench_annotate.py --server transformers
 	$(BIN)/python benchmarks/bench_annotate.py --backend transformers
 
 clean:

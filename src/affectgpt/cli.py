@@ -40,8 +40,9 @@ def _add_llm_options(parser: argparse.ArgumentParser) -> None:
                    help="sqlite reply cache (default: $AFFECTGPT_CACHE/llm-cache.sqlite, "
                         "$AFFECTGPT_CACHE defaulting to ~/.cache/affectgpt)")
     g.add_argument("--local-server", action="store_true",
-                   help="start the packaged SmolLM2-135M-Instruct behind `transformers serve` on loopback "
-                        "and use it (offline; for trying the pipeline, not for paper numbers)")
+                   help="start the packaged SmolLM2-135M-Instruct behind `affectgpt serve-llm` on "
+                        "loopback (batching --llm-concurrency requests) and use it (offline; for "
+                        "trying the pipeline, not for paper numbers)")
 
 
 def _llm_config(args: argparse.Namespace):
@@ -63,7 +64,9 @@ class _LocalServerScope:
         if getattr(self.args, "local_server", False):
             from affectgpt.llm.server import LocalModelServer, export_smollm2
 
-            self.server = LocalModelServer(export_smollm2())
+            batch = str(max(1, self.llm.concurrency))
+            self.server = LocalModelServer(export_smollm2(), engine="affectgpt",
+                                           extra_args=["--max-batch", batch])
             self.server.__enter__()
             self.llm.base_url, self.llm.model = self.server.base_url, self.server.model
         return self.llm

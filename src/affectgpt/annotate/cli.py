@@ -43,9 +43,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="only the first LIMIT samples (of the shard)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--local-server", action="store_true",
-                   help="start the packaged SmolLM2-135M-Instruct behind `transformers serve` on "
-                        "loopback for the openai text stages (merge, translate, labels): for "
-                        "trying the pipeline offline, far too small for real annotations")
+                   help="start the packaged SmolLM2-135M-Instruct behind `affectgpt serve-llm` "
+                        "on loopback (batching up to --concurrency requests) for the openai text "
+                        "stages (merge, translate, labels): for trying the pipeline offline, far "
+                        "too small for real annotations")
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -165,7 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.local_server:
             from affectgpt.llm.server import LocalModelServer, export_smollm2
 
-            server = LocalModelServer(export_smollm2()).start()
+            server = LocalModelServer(export_smollm2(), engine="affectgpt", extra_args=[
+                "--max-batch", str(max(1, cfg.concurrency))]).start()
             for name in ("merge", "translate", "labels"):
                 if cfg.stages[name].backend == "openai":
                     cfg.stages[name].base_url, cfg.stages[name].model = server.base_url, server.model

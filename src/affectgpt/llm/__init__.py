@@ -1,5 +1,7 @@
 """LLM access for evaluation and annotation: an OpenAI-compatible chat client with an
-on-disk reply cache, and a real local model server (SmolLM2-135M via ``transformers serve``)."""
+on-disk reply cache, and real local model servers (SmolLM2-135M via ``transformers serve``
+or ``affectgpt serve-llm``). The batching engine (:mod:`affectgpt.llm.engine`, needs torch)
+and the server app (:mod:`affectgpt.llm.serve`) are imported from their modules."""
 
 from affectgpt.llm.cache import ResponseCache, request_key
 from affectgpt.llm.client import ChatClient, ChatReply, LLMError
