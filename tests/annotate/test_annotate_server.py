@@ -171,3 +171,32 @@ def test_text_stages_at_concurrency_4_are_batched_by_serve_llm(tmp_path, text_ma
     assert outputs[4] == outputs[1]
     assert stats["requests"] == 8 and stats["failed"] == 0
     assert int(max(stats["batch_sizes"], key=int)) > 1  # concurrency 4 shared batches
+
+
+def test_local_server_flag_serves_the_text_stages(tmp_path, text_manifest, recorded_clues,
+                                                  smollm2_dir):
+    """`annotate run --local-server` starts `affectgpt serve-llm` with the packaged SmolLM2
+    for the openai text stages and stops it afterwards."""
+    import subprocess
+    import sys
+
+    from annotate_helpers import recorded_overrides
+
+    cfg = apply_overrides(default_config(), [
+        *recorded_overrides(recorded_clues), "merge.max_tokens=6", "concurrency=2",
+        "translate.enabled=false", "labels.enabled=false", "filter.enabled=false"])
+    config = tmp_path / "cfg.yaml"
+    config.write_text(cfg.to_yaml(), encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "affectgpt.cli", "annotate", "run", "--manifest",
+                           str(text_manifest), "--out", str(out), "--config", str(config),
+                           "--local-server", "--limit", "2", "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = _rows(out, "merge")
+    assert len(rows) == 2
+    for row in rows.values():
+        backend = row["provenance"]["backend"]
+        assert backend["model"] == str(smollm2_dir)
+        assert backend["base_url"].startswith("http://127.0.0.1:")
+        assert row["output"]["description"].strip()
