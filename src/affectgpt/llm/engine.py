@@ -119,8 +119,8 @@ class BatchedGenerator:
                 self._worker = threading.Thread(target=self._serve, daemon=True,
                                                 name="batched-generator")
                 self._worker.start()
-        done: Future = Future()
-        self._queue.put((messages, dict(params), done))
+            done: Future = Future()
+            self._queue.put((messages, dict(params), done))  # before close()'s end marker
         return done
 
     def chat(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Generation:
