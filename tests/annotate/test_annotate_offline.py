@@ -254,3 +254,38 @@ def test_cli_runs_offline_and_reports_config_errors(tmp_path, text_manifest, rec
     assert "merge.temperature must be a number" in capsys.readouterr().err
     assert main(["annotate", "config", "--set", "merge.max_tokens=77"]) == 0
     assert "max_tokens: 77" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target, source, reply, error", [
+    ("zh", "The man is angry and shouts at his friend.", "这个男人很生气，对他的朋友大喊。", None),
+    ("zh", "Tom is happy.", "Tom 很高兴。", None),  # a name may stay in Latin letters
+    ("zh", "The man is angry and shouts at his friend.",
+     "The man is angry (生气) and shouts at his friend.", "mostly Latin letters"),
+    ("zh", "The man is angry.", "The man is angry.", "too few Chinese"),
+    ("en", "这个男人很生气。", "The man is very angry.", None),
+    ("en", "这个男人很生气。", "这个男人很生气。", "not an English translation"),
+    ("en", "The man is angry.", "The man is angry.", "repeats the text"),
+])
+def test_translation_validator(target, source, reply, error):
+    from affectgpt.annotate.stages import validate_translation
+
+    check = validate_translation(target, source)
+    if error is None:
+        assert check(reply) == reply
+    else:
+        with pytest.raises(ValueError, match=error):
+            check(reply)
+
+
+def test_every_run_is_recorded_in_runs_jsonl(tmp_path, text_manifest, recorded_clues):
+    cfg = _offline_cfg(tmp_path, recorded_clues)
+    out = tmp_path / "out"
+    run_annotation(text_manifest, out, cfg, stages=["audio-clue", "video-clue"], progress=False)
+    later = apply_overrides(cfg, ["filter.min_words=2"])
+    run_annotation(text_manifest, out, later, progress=False)
+    history = read_rows(out / "runs.jsonl")[0]
+    assert [r["stages_run"] for r in history] == [
+        ["audio-clue", "video-clue"], ["audio-clue", "video-clue", "merge", "labels", "filter"]]
+    assert [r["config"]["stages"]["filter"]["min_words"] for r in history] == [
+        cfg.stages["filter"].min_words, 2]
+    assert json.loads((out / "run.json").read_text()) == history[-1]

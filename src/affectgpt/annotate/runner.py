@@ -145,11 +145,15 @@ def open_failures(out: Path, stage: str, done: set[str] | None = None) -> dict[s
 
 
 def _write_run_record(out: Path, manifest: Path, cfg: AnnotateConfig, shard, stages) -> None:
+    """``run.json``: what the latest run was asked to do; ``runs.jsonl``: one line per run."""
     record = {"manifest": str(manifest.resolve()), "shard": None if shard is None else
               f"{shard[0]}/{shard[1]}", "stages_run": stages, "affectgpt": __version__,
               "time": _now(), "config": cfg.to_dict()}
     atomic_write(out / f"run{shard_suffix(shard)}.json",
                  json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    # run.json is the latest run; runs.jsonl keeps every run (phases with other models)
+    with JsonlStore(out / f"runs{shard_suffix(shard)}.jsonl", key="time", unique=False) as history:
+        history.append(record)
 
 
 def run_annotation(

@@ -33,6 +33,7 @@ from affectgpt.llm.client import LLMError
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_LATIN_LETTER = re.compile(r"[A-Za-z]")
 
 POSITIVE = frozenset("""happy happiness joy joyful excited excitement pleased pleasure glad cheerful
 delighted delight content contented satisfied satisfaction relieved relief amused amusement proud
@@ -105,6 +106,9 @@ def validate_translation(target: str, source_text: str):
             han = len(_CJK.findall(text))
             if han < max(2, len(source_text.split()) // 10):
                 raise ValueError("the reply is not a Chinese translation (too few Chinese characters)")
+            # a Chinese translation may keep a name in Latin letters, not whole sentences
+            if len(_LATIN_LETTER.findall(text)) > 2 * han:
+                raise ValueError("the reply is not a Chinese translation (mostly Latin letters)")
         else:
             if len(_LATIN_WORD.findall(text)) < 3 or len(_CJK.findall(text)) > len(text) // 4:
                 raise ValueError("the reply is not an English translation")
