@@ -29,7 +29,7 @@ from affectgpt.annotate.config import AnnotateConfig, StageConfig
 from affectgpt.annotate.prompts import LANGUAGE_NAMES, PromptSet, get_prompts, subtitle_hint
 from affectgpt.data.manifest import Sample
 from affectgpt.llm.cache import ResponseCache
-from affectgpt.llm.client import LLMError
+from affectgpt.llm.client import LLMError, ask_validated
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
@@ -67,13 +67,6 @@ class StageResult:
     usage: dict[str, int] = field(default_factory=dict)
     finish_reason: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
-
-
-def _add_usage(total: dict[str, int], usage: dict[str, Any]) -> None:
-    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        value = usage.get(key)
-        if isinstance(value, int):
-            total[key] = total.get(key, 0) + value
 
 
 def clean_text(reply: str) -> str:
@@ -153,29 +146,17 @@ class Stage:
     # ------------------------------------------------------------------ helpers
     def ask(self, messages: list[dict[str, Any]], validate, correction: str,
             prompt_version: str | None = None) -> StageResult:
-        """Send, validate, and on an invalid reply ask again with a corrective turn."""
-        conversation = [dict(m) for m in messages]
-        usage: dict[str, int] = {}
-        reason, last = "no attempt", None
-        for attempt in range(1, self.cfg.max_attempts + 1):
-            try:
-                reply = self.backend.chat(conversation, prompt_version=prompt_version
-                                          or self.prompts.version)
-            except (LLMError, BackendError) as exc:
-                raise SampleFailure(f"request failed: {exc}", last_reply=last,
-                                    attempts=attempt, usage=usage) from None
-            _add_usage(usage, reply.usage)
-            last = reply.text
-            try:
-                value = validate(reply.text)
-            except ValueError as exc:
-                reason = str(exc) or type(exc).__name__
-                conversation += [{"role": "assistant", "content": reply.text},
-                                 {"role": "user", "content": correction.format(reason=reason)}]
-                continue
-            return StageResult(value, redact_media(messages), attempt, usage, reply.finish_reason)
-        raise SampleFailure(f"invalid reply after {self.cfg.max_attempts} attempt(s): {reason}",
-                            last_reply=last, attempts=self.cfg.max_attempts, usage=usage)
+        """Send, validate, and on an invalid reply ask again with a corrective turn
+        (:func:`~affectgpt.llm.client.ask_validated`); a sample failure when it stays invalid."""
+        outcome = ask_validated(self.backend, messages, validate,
+                                lambda reason: correction.format(reason=reason),
+                                max_attempts=self.cfg.max_attempts, errors=(LLMError, BackendError),
+                                prompt_version=prompt_version or self.prompts.version)
+        if not outcome.ok:
+            raise SampleFailure(outcome.reason, last_reply=outcome.last_reply,
+                                attempts=outcome.attempts, usage=outcome.usage)
+        return StageResult(outcome.value, redact_media(messages), outcome.attempts, outcome.usage,
+                           outcome.finish_reason)
 
 
 def _media(sample: Sample, kind: str) -> str:

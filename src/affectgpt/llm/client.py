@@ -354,6 +354,16 @@ class Validated:
     reason: str | None = None
     last_reply: str | None = None
     attempts: int = 0
+    usage: dict[str, int] = field(default_factory=dict)  # summed over the attempts
+    finish_reason: str | None = None  # of the accepted reply
+
+
+def add_usage(total: dict[str, int], usage: Mapping[str, Any]) -> None:
+    """Add a reply's token counts (prompt/completion/total) to ``total`` in place."""
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = usage.get(key)
+        if isinstance(value, int):
+            total[key] = total.get(key, 0) + value
 
 
 def ask_validated(
@@ -363,27 +373,32 @@ def ask_validated(
     correction: Callable[[str], str],
     *,
     max_attempts: int = 3,
+    errors: tuple[type[Exception], ...] = (LLMError,),
     **chat_kwargs: Any,
 ) -> Validated:
     """Ask, validate the reply, and on an invalid one ask again with a corrective turn.
 
+    ``client`` is anything with ``chat(messages, **chat_kwargs)`` returning a reply with
+    ``text`` and ``usage`` (a :class:`ChatClient`, an annotation back-end).
     ``validate(reply_text)`` returns the parsed value or raises ``ValueError`` (its message
     is the reason). An invalid reply is answered by appending it as the assistant's turn
     and ``correction(reason)`` as a new user turn, up to ``max_attempts`` requests in all.
     Every attempt is a separate request (and cache entry), so a cached rerun replays the
-    same conversation. A request that fails for good (:class:`LLMError`) ends the chain.
+    same conversation. A request that fails for good (one of ``errors``) ends the chain.
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
     conversation = [dict(m) for m in messages]
     last_reply: str | None = None
+    usage: dict[str, int] = {}
     reason = "no attempt made"
     for attempt in range(1, max_attempts + 1):
         try:
             reply = client.chat(conversation, **chat_kwargs)
-        except LLMError as exc:
+        except errors as exc:
             return Validated(False, reason=f"LLM request failed: {exc}", last_reply=last_reply,
-                             attempts=attempt)
+                             attempts=attempt, usage=usage)
+        add_usage(usage, reply.usage or {})
         last_reply = reply.text
         try:
             value = validate(reply.text)
@@ -392,6 +407,7 @@ def ask_validated(
             conversation += [{"role": "assistant", "content": reply.text},
                              {"role": "user", "content": correction(reason)}]
             continue
-        return Validated(True, value=value, last_reply=last_reply, attempts=attempt)
+        return Validated(True, value=value, last_reply=last_reply, attempts=attempt, usage=usage,
+                         finish_reason=getattr(reply, "finish_reason", None))
     return Validated(False, reason=f"invalid reply after {max_attempts} attempt(s): {reason}",
-                     last_reply=last_reply, attempts=max_attempts)
+                     last_reply=last_reply, attempts=max_attempts, usage=usage)
