@@ -514,7 +514,9 @@ def _load_model(args) -> AffectGPT:
                       args.overrides, getattr(args, "device", None))
 
 
-def _add_model_options(p, *, preset: bool) -> None:
+def add_model_source_options(p, *, preset: bool) -> None:
+    """``--model`` (or, with ``preset``, ``--model``/``--preset``), ``--set`` and ``--device``:
+    what :func:`load_model` takes, for every command that loads a model."""
     if preset:
         source = p.add_mutually_exclusive_group()
         source.add_argument("--model", help="trained model folder (OUT/model of affectgpt "
@@ -529,6 +531,10 @@ def _add_model_options(p, *, preset: bool) -> None:
                    help="dotted model-config override, e.g. --set llm.path=/models/vicuna")
     p.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:1 or auto (CUDA when available; default: %(default)s)")
+
+
+def _add_model_options(p, *, preset: bool) -> None:
+    add_model_source_options(p, preset=preset)
     p.add_argument("--max-new-tokens", type=int,
                    help="longest description in tokens (default: the model's generation "
                         "setting)")

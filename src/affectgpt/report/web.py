@@ -414,16 +414,9 @@ def add_serve_demo_parser(subparsers) -> argparse.ArgumentParser:
                     "subtitle typed or edited, and the model's description, the emotion labels "
                     "extracted from it and sampled frames shown. Listens on 127.0.0.1 unless "
                     "--host says otherwise; requests are answered one at a time.")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--model", help="trained model folder (AffectGPT.save_pretrained, e.g. "
-                                        "the model of affectgpt train)")
-    source.add_argument("--preset", default="small",
-                        help="without --model: this preset with untrained adapters, to try the "
-                             "page (a warning says so; default: %(default)s)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="dotted model-config override, e.g. --set llm.path=/models/vicuna")
-    p.add_argument("--device", default="auto",
-                   help="cpu, cuda, cuda:1 or auto (CUDA when available; default: %(default)s)")
+    from affectgpt.inference import add_model_source_options
+
+    add_model_source_options(p, preset=True)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help="port (0: any free one; default: %(default)s)")
