@@ -66,7 +66,8 @@ def use_thin_batch_linears(model: nn.Module) -> int:
 
 
 def decoding_key(params: dict[str, Any]) -> tuple:
-    """Requests batch together only when these parameters are equal."""
+    """``(temperature, top_p, max_tokens, seed)`` with defaults filled in: requests batch
+    together only when these are equal."""
     return (float(params.get("temperature") or 0.0), params.get("top_p"),
             int(params.get("max_tokens") or 256), params.get("seed"))
 
@@ -177,17 +178,16 @@ class BatchedGenerator:
                  for m in conversations]
         inputs = self.tokenizer(texts, return_tensors="pt", padding=True,
                                 add_special_tokens=False).to(self.device)
-        temperature = float(params.get("temperature") or 0.0)
-        max_new = int(params.get("max_tokens") or 256)
+        temperature, top_p, max_new, seed = decoding_key(params)
         kwargs: dict[str, Any] = {"max_new_tokens": max_new, "do_sample": temperature > 0,
                                   "pad_token_id": self.tokenizer.pad_token_id}
         if temperature > 0:
             kwargs["temperature"] = temperature
-            if params.get("top_p") is not None:
-                kwargs["top_p"] = float(params["top_p"])
+            if top_p is not None:
+                kwargs["top_p"] = float(top_p)
         with torch.no_grad():
-            if params.get("seed") is not None:
-                torch.manual_seed(int(params["seed"]))
+            if seed is not None:
+                torch.manual_seed(int(seed))
             out = self.model.generate(**inputs, **kwargs)
         prompt_len = inputs["input_ids"].shape[1]
         stops = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}

@@ -80,14 +80,12 @@ def parse_chat_request(body: Any, names: set[str]) -> tuple[list[dict[str, str]]
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         if max_tokens is not None:
             params["max_tokens"] = int(max_tokens)
-            if params["max_tokens"] < 1:
-                raise RequestError("max_tokens must be at least 1")
         if body.get("seed") is not None:
             params["seed"] = int(body["seed"])
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, RequestError):
-            raise
         raise RequestError(f"bad decoding parameter: {exc}") from exc
+    if params.get("max_tokens", 1) < 1:
+        raise RequestError("max_tokens must be at least 1")
     return parsed, params
 
 
