@@ -117,9 +117,10 @@ def main() -> None:
     else:
         from affectgpt.llm.server import LocalModelServer, export_smollm2
 
-        extra = ["--continuous-batching"] if args.continuous_batching else []
         if args.server == "affectgpt":
             extra = ["--max-batch", "4"]
+        else:
+            extra = ["--continuous-batching"] if args.continuous_batching else []
         server = LocalModelServer(export_smollm2(), device=args.device, extra_args=extra,
                                   engine=args.server).start()
         merge = [f"merge.base_url={server.base_url}", f"merge.model={server.model}",

@@ -147,8 +147,9 @@ class LocalModelServer:
     ``engine="transformers"`` runs ``transformers serve`` (one request at a time on a CPU);
     ``engine="affectgpt"`` runs ``affectgpt serve-llm`` (:mod:`affectgpt.llm.serve`), which
     generates concurrent requests as one batch. The server is pinned to the folder (it
-    preloads it before listening, so ``/health`` answering means the model is ready). Send :attr:`model` (the folder's absolute path)
-    as the request's ``model`` and use :attr:`base_url` (``http://host:port/v1``).
+    preloads it before listening, so ``/health`` answering means the model is ready). Send
+    :attr:`model` (the folder's absolute path) as the request's ``model`` and use
+    :attr:`base_url` (``http://host:port/v1``).
     ``device`` is passed to the server's ``--device`` (``transformers serve`` takes
     ``"auto"`` to use a GPU). ``extra_args`` are appended to its command line.
     Its output goes to ``log_path`` (default: a temporary file removed by :meth:`stop`;
