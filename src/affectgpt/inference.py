@@ -374,7 +374,7 @@ def write_predictions_csv(records: Sequence[Mapping[str, Any]], path: str | Path
     import io
 
     from affectgpt.eval.labels import format_label_list
-    from affectgpt.paths import atomic_write
+    from affectgpt.io import atomic_write
 
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)

@@ -20,7 +20,7 @@ from affectgpt.annotate.config import AnnotateConfig
 from affectgpt.annotate.runner import stage_outputs
 from affectgpt.data.manifest import Sample, read_manifest, write_manifest
 from affectgpt.eval.labels import format_label_list
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 
 CSV_COLUMNS = ("name", "english", "chinese", "openset")
 

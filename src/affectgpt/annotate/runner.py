@@ -31,7 +31,7 @@ from affectgpt.annotate.config import STAGES, UPSTREAM, AnnotateConfig, Annotate
 from affectgpt.annotate.stages import SampleFailure, Stage, build_stage
 from affectgpt.annotate.store import JsonlStore, iter_stage_rows, shard_suffix, stage_path
 from affectgpt.data.manifest import Sample, read_manifest
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

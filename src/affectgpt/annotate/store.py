@@ -12,18 +12,18 @@ sample twice.
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from affectgpt.io import JsonlStore, JsonlStoreError, read_rows
 
-class StoreError(RuntimeError):
-    """A stage file that cannot be used (locked by another run, or corrupt inside)."""
+__all__ = ["JsonlStore", "StoreError", "iter_stage_rows", "read_rows", "shard_suffix",
+           "stage_files", "stage_path"]
+
+
+StoreError = JsonlStoreError  # the name this module used before affectgpt.io
 
 
 def shard_suffix(shard: tuple[int, int] | None) -> str:
@@ -43,102 +43,7 @@ def stage_files(out: Path, stage: str, kind: str = "") -> list[Path]:
     return sorted(p for p in Path(out).glob(f"{stage}*.jsonl") if pattern.fullmatch(p.name))
 
 
-def read_rows(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The complete rows of a JSONL file and the byte length they span (a torn last line
-    is not counted). A bad line before the last one raises :class:`StoreError`."""
-    rows: list[dict[str, Any]] = []
-    good = 0
-    with open(path, "rb") as fh:
-        data = fh.read()
-    pos = 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        if end == -1:  # no newline: the writer died mid-line
-            break
-        line = data[pos:end]
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if data[end + 1:].strip():
-                    raise StoreError(f"{path}: corrupt row at byte {pos} followed by more rows; "
-                                     "the file was edited by hand?") from None
-                break
-            if not isinstance(row, dict):
-                raise StoreError(f"{path}: row at byte {pos} is not a JSON object")
-            rows.append(row)
-        pos = good = end + 1
-    return rows, good
-
-
 def iter_stage_rows(out: Path, stage: str, kind: str = "") -> Iterator[dict[str, Any]]:
     """Complete rows of every file of a stage (a torn last line is skipped, not cut)."""
     for path in stage_files(out, stage, kind):
         yield from read_rows(path)[0]
-
-
-class JsonlStore:
-    """An append-only JSONL file, keyed by ``row[key]`` unless ``unique=False``.
-
-    Opening takes an exclusive lock (:class:`StoreError` when another process holds it),
-    cuts a torn last line and loads the keys. :meth:`append` writes one line and fsyncs;
-    it returns False (writing nothing) for a key already present.
-    """
-
-    def __init__(self, path: str | Path, *, key: str = "name", unique: bool = True):
-        self.path = Path(path)
-        self.key = key
-        self.unique = unique
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._fd)
-            raise StoreError(f"{self.path} is being written by another run (locked); "
-                             "two runs of one shard cannot share an output folder") from None
-        rows, good = read_rows(self.path)
-        size = os.fstat(self._fd).st_size
-        self.dropped_bytes = size - good
-        if self.dropped_bytes:
-            os.ftruncate(self._fd, good)
-            os.fsync(self._fd)
-        self.rows = rows
-        self.keys: set[str] = {str(r.get(key)) for r in rows}
-        self._lock = threading.Lock()
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.keys
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def append(self, row: dict[str, Any]) -> bool:
-        name = str(row[self.key])
-        line = (json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-        with self._lock:
-            if self.unique and name in self.keys:
-                return False
-            os.write(self._fd, line)  # O_APPEND: one write, at the end
-            os.fsync(self._fd)
-            self.keys.add(name)
-            self.rows.append(row)
-        return True
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> JsonlStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):  # pragma: no cover - a forgotten close
-        try:
-            self.close()
-        except Exception:
-            pass

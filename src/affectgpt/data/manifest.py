@@ -20,14 +20,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from affectgpt.eval.labels import LabelFormatError, format_label_list, parse_label_list, read_text
+from affectgpt.io import atomic_path
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
 TEXT_FIELDS = ("subtitle_en", "subtitle_zh", "description_en", "description_zh")
@@ -246,23 +244,6 @@ def _relative_media(value: str | None, base: Path) -> str | None:
         return p.resolve().relative_to(base).as_posix()
     except ValueError:
         return str(p)
-
-
-@contextmanager
-def atomic_path(path: str | Path, mode: str = "w", **kwargs):
-    """Open a temporary file next to ``path``; on success rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sample_to_row(sample: Sample, base: Path | None = None) -> dict:

@@ -22,7 +22,8 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from affectgpt.data.manifest import ManifestError, Sample, atomic_path
+from affectgpt.data.manifest import ManifestError, Sample
+from affectgpt.io import atomic_path
 from affectgpt.eval.labels import read_table
 
 SPLIT_METHOD = "sha256-rank-v1"

@@ -50,7 +50,8 @@ from pathlib import Path
 import numpy as np
 
 from affectgpt.data import faces, phrases, speech
-from affectgpt.data.manifest import Sample, atomic_path, write_manifest
+from affectgpt.data.manifest import Sample, write_manifest
+from affectgpt.io import atomic_path
 from affectgpt.data.splits import apply_split, seeded_split, write_split
 
 logger = logging.getLogger(__name__)

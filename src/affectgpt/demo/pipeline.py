@@ -42,7 +42,7 @@ from rich.table import Table
 
 from affectgpt.data.manifest import Sample, read_manifest, write_manifest
 from affectgpt.demo.config import ANNOTATION_SETTINGS, DATA_SETTINGS, DemoConfig
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 
 log = logging.getLogger("affectgpt.demo")
 

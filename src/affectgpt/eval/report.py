@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from affectgpt.eval.set_metric import mean_std
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 
 
 def format_cell(values: Sequence[float]) -> str:

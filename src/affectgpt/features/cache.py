@@ -20,9 +20,7 @@ shard and retries the failed ones. A cache whose fingerprint differs from the en
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,9 +28,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 
 CACHE_FORMAT = 1
 _SHARD = re.compile(r"shard-(\d{5})\.safetensors")
@@ -137,15 +135,8 @@ class FeatureCache:
         """Write one shard atomically and index it."""
         existing = [int(_SHARD.fullmatch(p.name).group(1)) for p in self.shards()]
         path = self.root / f"shard-{(max(existing) + 1 if existing else 0):05d}.safetensors"
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".shard-", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.detach().contiguous().cpu() for k, v in features.items()}, tmp,
-                      metadata={"format": str(CACHE_FORMAT)})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, save({k: v.detach().contiguous().cpu() for k, v in features.items()},
+                                metadata={"format": str(CACHE_FORMAT)}))
         for name in features:
             self._index[name] = path
         return path

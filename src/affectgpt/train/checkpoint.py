@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 
 WEIGHTS = "trainable.safetensors"
 PRETRAINED_WEIGHTS = "adapters.safetensors"  # affectgpt.model's save_pretrained folders

@@ -64,7 +64,7 @@ from affectgpt.inference import (
     write_predictions_csv,
 )
 from affectgpt.model.config import ConfigError, ModelConfig, load_config
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 from affectgpt.train import checkpoint as ckpt
 from affectgpt.train import dist as tdist
 from affectgpt.train.config import TrainConfig

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from affectgpt.paths import atomic_write
+from affectgpt.io import atomic_write
 
 
 def centred_moving_average(values: Sequence[float], window: int) -> list[float]:

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from affectgpt.paths import atomic_write
+from affectgpt.io import append_jsonl, atomic_write, read_jsonl
 from affectgpt.train import checkpoint as ckpt
 from affectgpt.train import dist as tdist
 from affectgpt.train.config import TrainConfig
@@ -351,15 +351,10 @@ class Trainer:
             atomic_write(path, "".join(k + "\n" for k in kept))
 
     def _read_jsonl(self, name: str) -> list[dict]:
-        path = self.out_dir / name
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        return read_jsonl(self.out_dir / name)
 
     def _append(self, name: str, record: dict) -> None:
-        with open(self.out_dir / name, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(self.out_dir / name, record)
 
     def _plot(self) -> None:
         try:
