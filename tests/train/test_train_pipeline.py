@@ -92,7 +92,7 @@ def test_train_cli_help_and_bad_settings(capsys):
 
 
 def _stage(corpus, out, **train):
-    from affectgpt.inference import FeatureSettings
+    from affectgpt.features.sources import FeatureSettings
     from affectgpt.train import TrainConfig
     from affectgpt.train.pipeline import EvalSettings, train_stage
 
@@ -132,7 +132,7 @@ def test_unreadable_training_clip_stops_or_is_skipped_explicitly(corpus, tmp_pat
     from dataclasses import replace
 
     from affectgpt.data.manifest import write_manifest
-    from affectgpt.inference import FeatureSettings, SampleMediaError
+    from affectgpt.features.sources import FeatureSettings, SampleMediaError
     from affectgpt.model import AffectGPT, load_config
     from affectgpt.train import TrainConfig
     from affectgpt.train.pipeline import train_stage

@@ -28,7 +28,7 @@ def corpus(tmp_path_factory):
 
 def test_small_preset_trains_evaluates_exports_and_describes(corpus, tmp_path, capsys):
     from affectgpt.cli import main
-    from affectgpt.inference import FeatureSettings
+    from affectgpt.features.sources import FeatureSettings
     from affectgpt.model import AffectGPT
     from affectgpt.train import TrainConfig
     from affectgpt.train.pipeline import EvalSettings, train_stage
@@ -48,9 +48,11 @@ def test_small_preset_trains_evaluates_exports_and_describes(corpus, tmp_path, c
     assert {"whole/avg", "train/avg", "test/avg"} <= set(r["scores"]["last"])
     assert r["samples"]["train_without_audio"] == [corpus["silent"]]
 
+    from affectgpt.inference import Describer
+
     model = AffectGPT.from_pretrained(result.model_dir)
     clip = corpus["samples"][1]
-    described = model.describe(clip.video, clip.subtitle_en, max_new_tokens=12)
+    described = Describer(model).describe(clip.video, clip.subtitle_en, max_new_tokens=12)
     assert described.has_audio and described.has_video and described.description
     assert isinstance(described.labels, list)
 

@@ -18,11 +18,21 @@ Example::
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+import typing
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from affectgpt.config import (
+    ConfigError,
+    coerce,
+    errors_as,
+    field_types,
+    parse_override,
+    read_mapping,
+)
 
 STAGES: tuple[str, ...] = ("audio-clue", "video-clue", "merge", "translate", "labels", "filter")
 BACKENDS: tuple[str, ...] = ("openai", "transformers", "packaged", "recorded", "lexicon", "rules")
@@ -48,7 +58,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
-class AnnotateConfigError(ValueError):
+class AnnotateConfigError(ConfigError):
     """An invalid annotation configuration: the message names the stage and the field."""
 
 
@@ -199,47 +209,14 @@ class AnnotateConfig:
         return cfg
 
 
-def _coerce(stage: str, key: str, value: Any, current: Any, annotation: str) -> Any:
-    where = f"{stage}.{key}"
-    if isinstance(value, str) and not value.strip() and "None" in annotation:
-        return None
-    if isinstance(value, str) and annotation not in ("str", "str | None"):
-        try:
-            value = yaml.safe_load(value)  # "--set merge.max_tokens=64" arrives as text
-        except yaml.YAMLError as exc:
-            raise AnnotateConfigError(f"{where}: cannot parse {value!r} ({exc})") from None
-    if value is None:
-        if "None" in annotation:
-            return None
-        raise AnnotateConfigError(f"{where} cannot be empty")
-    if annotation.startswith("bool"):
-        if not isinstance(value, bool):
-            raise AnnotateConfigError(f"{where} must be true or false, got {value!r}")
-    elif annotation.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise AnnotateConfigError(f"{where} must be an integer, got {value!r}")
-    elif annotation.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise AnnotateConfigError(f"{where} must be a number, got {value!r}")
-        value = float(value)
-    elif annotation.startswith("list"):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise AnnotateConfigError(f"{where} must be a list, got {value!r}")
-    elif annotation.startswith("dict"):
-        if not isinstance(value, dict):
-            raise AnnotateConfigError(f"{where} must be a mapping, got {value!r}")
-    elif annotation.startswith("str"):
-        value = str(value)
-    return value
-
-
 def _set_field(stage_cfg: StageConfig, stage: str, key: str, value: Any) -> None:
-    types = {f.name: str(f.type) for f in fields(StageConfig)}
-    if key not in types:
-        raise AnnotateConfigError(f"unknown setting {stage}.{key}; settings: {', '.join(types)}")
-    setattr(stage_cfg, key, _coerce(stage, key, value, getattr(stage_cfg, key), types[key]))
+    hints = field_types(StageConfig)
+    if key not in hints:
+        raise AnnotateConfigError(f"unknown setting {stage}.{key}; settings: {', '.join(hints)}")
+    if isinstance(value, str) and not value.strip() and type(None) in typing.get_args(hints[key]):
+        value = None  # "--set merge.api_key_env=" unsets an optional setting
+    with errors_as(AnnotateConfigError):
+        setattr(stage_cfg, key, coerce(value, hints[key], f"{stage}.{key}"))
 
 
 def validate_config(cfg: AnnotateConfig) -> None:
@@ -284,10 +261,8 @@ def load_config(path: str | Path | None = None) -> AnnotateConfig:
     if path is None:
         return default_config()
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise AnnotateConfigError(f"{path}: not valid YAML ({exc})") from None
+    with errors_as(AnnotateConfigError):
+        data = read_mapping(path, "annotation config")
     try:
         return AnnotateConfig.from_dict(data)
     except AnnotateConfigError as exc:
@@ -299,15 +274,12 @@ def apply_overrides(cfg: AnnotateConfig, overrides: list[str]) -> AnnotateConfig
     ``*.base_url=http://host:8000/v1`` (every stage), values parsed as YAML."""
     cfg = copy.deepcopy(cfg)
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise AnnotateConfigError(f"override {item!r} is not KEY=VALUE")
-        key = key.strip()
+        with errors_as(AnnotateConfigError):
+            key, value = parse_override(item)
         if key in ("concurrency", "cache"):
-            parsed = yaml.safe_load(value) if value.strip() else None
-            if key == "cache" and parsed is not None:
-                parsed = str(parsed)
-            setattr(cfg, key, parsed)
+            with errors_as(AnnotateConfigError):
+                setattr(cfg, key, coerce(value if value != "" else None,
+                                         field_types(AnnotateConfig)[key], key))
             continue
         stage, dot, attr = key.partition(".")
         if not dot:

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from affectgpt.data.manifest import ManifestError, Sample
-from affectgpt.io import atomic_path
 from affectgpt.eval.labels import read_table
+from affectgpt.io import atomic_path
 
 SPLIT_METHOD = "sha256-rank-v1"
 EMER_FINE_TRAIN_SIZE = 266

@@ -51,8 +51,8 @@ import numpy as np
 
 from affectgpt.data import faces, phrases, speech
 from affectgpt.data.manifest import Sample, write_manifest
-from affectgpt.io import atomic_path
 from affectgpt.data.splits import apply_split, seeded_split, write_split
+from affectgpt.io import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ def annotate_coarse_pool(manifest: str | Path, out: str | Path, cfg: DemoConfig,
     """Annotate ``manifest`` into ``out`` (resumable) and export the kept samples as a
     training manifest; returns ``(manifest path, summary)``."""
     from affectgpt.annotate import apply_overrides, default_config, export_dataset, run_annotation
-    from affectgpt.llm.server import LocalModelServer, export_smollm2
+    from affectgpt.llm.server import export_smollm2, local_llm_server
 
     out = Path(out)
     smollm2 = export_smollm2()
@@ -39,7 +39,7 @@ def annotate_coarse_pool(manifest: str | Path, out: str | Path, cfg: DemoConfig,
         scope = contextlib.nullcontext(None)
         overrides += ["merge.backend=transformers", f"merge.model={smollm2}"]
     else:  # continuous batching: concurrent requests share forward passes
-        scope = LocalModelServer(smollm2, extra_args=["--continuous-batching"])
+        scope = local_llm_server(engine="transformers")
     with scope as server:
         if server is not None:
             overrides += ["merge.backend=openai", f"merge.base_url={server.base_url}",
@@ -65,7 +65,7 @@ def label_agreement(truth_manifest: str | Path, annotated_manifest: str | Path,
     """How well the pipeline's labels match the generator's: the 2024 set metric of the
     annotated labels against the true ones (lexical grouping), over the exported samples."""
     from affectgpt.data.manifest import read_manifest
-    from affectgpt.train.pipeline import score_predictions
+    from affectgpt.eval.scoring import score_predictions
 
     annotated = {s.name: list(s.labels) for s in read_manifest(annotated_manifest)}
     truth = [s for s in read_manifest(truth_manifest) if s.name in annotated]

@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from affectgpt.config import (
+    ConfigError,
+    coerce,
+    errors_as,
+    field_types,
+    parse_override,
+    read_mapping,
+)
 
 # The tiny random LLM on the real CPU encoders: the reduced demo that `make test` runs.
 TINY_ON_REAL_ENCODERS = [
@@ -26,7 +33,7 @@ ANNOTATION_SETTINGS = DATA_SETTINGS + ("annotate_backend", "annotate_max_tokens"
                                        "annotate_filter")
 
 
-class DemoConfigError(ValueError):
+class DemoConfigError(ConfigError):
     """An unknown demo setting or a value of the wrong type."""
 
 
@@ -138,28 +145,18 @@ class DemoConfig:
         return cls(**data)
 
     def override(self, items: list[str]) -> DemoConfig:
-        """A copy with ``KEY=VALUE`` overrides (values parsed as YAML: ``fine=200``,
+        """A copy with ``KEY=VALUE`` overrides (values read as YAML: ``fine=200``,
         ``overrides=[video.num_query=16]``, ``annotate=false``)."""
         data = self.to_dict()
+        hints = field_types(DemoConfig)
         for item in items:
-            key, sep, value = item.partition("=")
+            key, sep, _ = item.partition("=")
             key = key.strip()
             if not sep or key not in data:
                 raise DemoConfigError(f"override {item!r}: expected KEY=VALUE with KEY one of "
                                       f"{', '.join(sorted(data))}")
-            parsed = yaml.safe_load(value) if value.strip() else None
-            default = data[key]
-            if isinstance(default, bool) and not isinstance(parsed, bool):
-                raise DemoConfigError(f"{key} takes true or false, not {value!r}")
-            if isinstance(default, (int, float)) and not isinstance(default, bool):
-                if not isinstance(parsed, (int, float)) or isinstance(parsed, bool):
-                    raise DemoConfigError(f"{key} takes a number, not {value!r}")
-                parsed = type(default)(parsed) if isinstance(default, float) else parsed
-            if isinstance(default, list) and not isinstance(parsed, list):
-                raise DemoConfigError(f"{key} takes a list, e.g. {key}=[a, b]")
-            if isinstance(default, str) and not isinstance(parsed, str):
-                parsed = str(value).strip()
-            data[key] = parsed
+            with errors_as(DemoConfigError):
+                data[key] = coerce(parse_override(item)[1], hints[key], key, split_text=False)
         return DemoConfig.from_dict(data)
 
 
@@ -169,11 +166,7 @@ def load_demo_config(path: str | Path | None = None, overrides: list[str] | None
     dotted overrides."""
     cfg = DemoConfig.reduced() if reduced else DemoConfig()
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise DemoConfigError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise DemoConfigError(f"{path}: expected a mapping of settings")
+        with errors_as(DemoConfigError):
+            data = read_mapping(path, "demo config")
         cfg = DemoConfig.from_dict({**cfg.to_dict(), **data})
     return cfg.override(list(overrides or []))

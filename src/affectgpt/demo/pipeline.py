@@ -111,7 +111,7 @@ def _cue(sample: Sample) -> str:
 def _scores_by_cue(predictions: dict[str, list[str]], samples: Sequence[Sample],
                    grouping: str = "lexical") -> dict[str, dict[str, float]]:
     """``{cue: {accuracy, recall, avg}}`` on the samples whose emotion is in that cue."""
-    from affectgpt.train.pipeline import score_predictions
+    from affectgpt.eval.scoring import score_predictions
 
     out = {}
     for cue in CUES:
@@ -199,9 +199,12 @@ class Demo:
 
     def features(self, manifests: Sequence[str]) -> StepRecord:
         def build():
-            from affectgpt.inference import FeatureSettings, ModelEncoders
+            from affectgpt.features.sources import (
+                FeatureSettings,
+                ModelEncoders,
+                default_cache_dirs,
+            )
             from affectgpt.model import load_config
-            from affectgpt.train.pipeline import default_cache_dirs
 
             config = load_config(self.cfg.preset, list(self.cfg.overrides))
             encoders = ModelEncoders(config)
@@ -226,7 +229,7 @@ class Demo:
                epochs: int, init_from: str | None = None, withhold: Sequence[str] = (),
                eval_every: int = 1) -> StepRecord:
         def train():
-            from affectgpt.inference import FeatureSettings
+            from affectgpt.features.sources import FeatureSettings
             from affectgpt.train import TrainConfig
             from affectgpt.train.pipeline import EvalSettings, train_stage
 
@@ -260,10 +263,15 @@ class Demo:
         def evaluate():
             import torch
 
-            from affectgpt.inference import FeatureSettings, ModelEncoders, predict
+            from affectgpt.eval.scoring import score_predictions
+            from affectgpt.features.sources import (
+                FeatureSettings,
+                ModelEncoders,
+                default_cache_dirs,
+            )
+            from affectgpt.inference import predict
             from affectgpt.model import AffectGPT, load_config
-            from affectgpt.train.dist import resolve_device
-            from affectgpt.train.pipeline import default_cache_dirs, score_predictions
+            from affectgpt.model.llm import resolve_device
             from affectgpt.train.trainer import seed_everything
 
             c = self.cfg
@@ -294,12 +302,11 @@ class Demo:
 
     def describe(self, model_dir: str, test_manifest: str) -> StepRecord:
         def run():
-            from affectgpt.model import AffectGPT
+            from affectgpt.inference import Describer
 
             samples = read_manifest(test_manifest)
             clip = next((s for s in samples if _cue(s) == "all"), samples[0])
-            model = AffectGPT.from_pretrained(model_dir)
-            described = model.describe(clip.video, clip.subtitle_en,
+            described = Describer.from_pretrained(model_dir).describe(clip.video, clip.subtitle_en,
                                        max_new_tokens=self.cfg.describe_max_new_tokens)
             data = {**described.to_dict(), "name": clip.name, "cue": _cue(clip),
                     "gold_labels": list(clip.labels), "system": "stage 1 + stage 2"}
@@ -365,7 +372,7 @@ class Demo:
     def results(self, test_manifest: str) -> tuple[dict[str, Any], dict[str, bool]]:
         """The report's results structure (:mod:`affectgpt.report.schema`) and the checks
         of the paper's findings (trained > untrained, > text only; two stages >= one)."""
-        from affectgpt.train.pipeline import score_predictions
+        from affectgpt.eval.scoring import score_predictions
 
         c = self.cfg
         samples = read_manifest(test_manifest)

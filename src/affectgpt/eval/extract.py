@@ -23,8 +23,8 @@ from pathlib import Path
 from rich.console import Console
 
 from affectgpt.eval.labels import LabelFormatError, format_label_list, parse_label_list, read_column
-from affectgpt.llm.client import ChatClient, ask_validated, bracketed_reply, run_bounded
 from affectgpt.io import atomic_write
+from affectgpt.llm.client import ChatClient, ask_validated, bracketed_reply, run_bounded
 
 # ================================================================== LLM extraction
 

@@ -30,7 +30,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
-from affectgpt.io import atomic_write
+from affectgpt.io import atomic_write, read_jsonl
 
 CACHE_FORMAT = 1
 _SHARD = re.compile(r"shard-(\d{5})\.safetensors")
@@ -191,7 +191,7 @@ def build_feature_cache(
             try:
                 return name, load(name), None
             except errors as exc:  # recorded per sample, never replaced by another sample
-                return name, None, f"{type(exc).__name__}: {exc}"
+                return name, None, failure_record(name, exc)
 
     loader = DataLoader(_Inputs(), batch_size=None, shuffle=False, num_workers=workers if todo else 0,
                         persistent_workers=False)
@@ -204,10 +204,10 @@ def build_feature_cache(
                 try:
                     pending[name] = encode(inputs)
                 except errors as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                    error = failure_record(name, exc)
             if error is not None:
                 failed += 1
-                failures.write(json.dumps({"name": name, "reason": error}, ensure_ascii=False) + "\n")
+                failures.write(json.dumps(error, ensure_ascii=False) + "\n")
                 failures.flush()
                 continue
             encoded += 1
@@ -219,9 +219,18 @@ def build_feature_cache(
     return BuildSummary(len(names), len(names) - len(todo), encoded, failed, time.perf_counter() - started)
 
 
+def failure_record(name: str, exc: BaseException) -> dict:
+    """A ``failures.jsonl`` row: ``name``, ``reason`` (for people), ``error`` (the exception
+    type) and ``missing_stream`` (``"audio"``/``"video"`` when the file simply has no such
+    stream, which is a sample without that modality rather than a bad file; else None)."""
+    from affectgpt.media import NoAudioStreamError, NoVideoStreamError
+
+    missing = ("audio" if isinstance(exc, NoAudioStreamError)
+               else "video" if isinstance(exc, NoVideoStreamError) else None)
+    return {"name": name, "reason": f"{type(exc).__name__}: {exc}",
+            "error": type(exc).__name__, "missing_stream": missing}
+
+
 def iter_failures(root: str | Path) -> Iterable[dict]:
-    path = Path(root) / "failures.jsonl"
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                yield json.loads(line)
+    """The rows :func:`failure_record` wrote for the cache at ``root``."""
+    return read_jsonl(Path(root) / "failures.jsonl")

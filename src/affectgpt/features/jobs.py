@@ -1,4 +1,5 @@
-"""`affectgpt features`: run a frozen encoder once per clip of a manifest into a cache."""
+"""Per-sample inputs and features of one frozen encoder: loaders (decode + preprocess),
+live features, cached features, and building a manifest's cache (``affectgpt features``)."""
 
 from __future__ import annotations
 
@@ -8,73 +9,9 @@ from pathlib import Path
 import torch
 
 from affectgpt.data.manifest import Sample, read_manifest
+from affectgpt.encoders.registry import AUDIO_ENCODERS, ENCODERS, VIDEO_ENCODERS, load_encoder
 from affectgpt.features.cache import BuildSummary, build_feature_cache
 from affectgpt.media import MediaError, audio_clips, read_audio, read_frames
-
-AUDIO_ENCODERS = {
-    "whisper-base": "the packaged Whisper-base, each 2 s clip encoded in Whisper's 30 s window",
-    "whisper-base-clip": "the packaged Whisper-base, only the clip's own frames (about 18x faster)",
-    "whisper:DIR": "any local transformers Whisper checkpoint folder",
-    "imagebind-audio[:PTH]": "ImageBind-huge audio (the paper's), 1024-d per 2 s clip, from the "
-                             "official imagebind_huge.pth (default <cache>/models/imagebind_huge.pth)",
-    "hubert:DIR": "a local transformers HuBERT folder, mean-pooled per 2 s clip",
-}
-VIDEO_ENCODERS = {
-    "eva-vit-g+blip2-qformer:DIR": "EVA ViT-g + BLIP-2 Q-Former (the paper's), 32x768 per frame, "
-                                   "from a local BLIP-2 folder (the LLM is not loaded)",
-    "clip:DIR": "a local transformers CLIP folder, the pooled (projected) embedding per frame",
-    "clip-patches:DIR": "a local transformers CLIP folder, last-layer patch tokens per frame",
-    "face-cnn": "fer's mini-XCEPTION expression CNN on the face crop, 128-d per frame (CPU)",
-}
-#: every encoder name, audio and video
-ENCODERS = {**AUDIO_ENCODERS, **VIDEO_ENCODERS}
-
-
-def _path_of(name: str, prefix: str) -> str:
-    path = name[len(prefix):]
-    if not path:
-        raise ValueError(f"encoder {name!r} needs a path: {prefix}PATH")
-    return path
-
-
-def load_encoder(name: str, dtype: str = "float32"):
-    """A frozen encoder by name (see :data:`ENCODERS`; ``DIR``/``PTH`` are local paths)."""
-    if name in ("whisper-base", "whisper-base-clip") or name.startswith("whisper:"):
-        from affectgpt.encoders.whisper import WhisperAudioEncoder
-
-        if name == "whisper-base":
-            return WhisperAudioEncoder.from_packaged(dtype=dtype)
-        if name == "whisper-base-clip":
-            return WhisperAudioEncoder.from_packaged(dtype=dtype, window="clip")
-        return WhisperAudioEncoder.from_pretrained(name.split(":", 1)[1], dtype=dtype)
-    if name == "imagebind-audio" or name.startswith("imagebind-audio:"):
-        from affectgpt.encoders.imagebind import ImageBindAudioEncoder
-        from affectgpt.paths import cache_root
-
-        path = (_path_of(name, "imagebind-audio:") if ":" in name
-                else cache_root() / "models" / "imagebind_huge.pth")
-        return ImageBindAudioEncoder.from_checkpoint(path, dtype=dtype)
-    if name.startswith("hubert:"):
-        from affectgpt.encoders.hubert import HubertAudioEncoder
-
-        return HubertAudioEncoder.from_pretrained(_path_of(name, "hubert:"), dtype=dtype)
-    if name.startswith("eva-vit-g+blip2-qformer:"):
-        from affectgpt.encoders.blip2 import Blip2QFormerEncoder
-
-        return Blip2QFormerEncoder.from_pretrained(_path_of(name, "eva-vit-g+blip2-qformer:"),
-                                                   dtype=dtype)
-    if name.startswith(("clip:", "clip-patches:")):
-        from affectgpt.encoders.clip import CLIPFrameEncoder
-
-        prefix = name.split(":", 1)[0]
-        output = "patches" if prefix == "clip-patches" else "pooled"
-        return CLIPFrameEncoder.from_pretrained(_path_of(name, prefix + ":"), dtype=dtype,
-                                                output=output)
-    if name == "face-cnn":
-        from affectgpt.encoders.face import FaceCNNEncoder
-
-        return FaceCNNEncoder.from_packaged(dtype=dtype)
-    raise ValueError(f"unknown encoder {name!r}; available: {', '.join(ENCODERS)}")
 
 
 @dataclass
@@ -136,15 +73,21 @@ def feature_fingerprint(encoder, encoder_name: str, loader: AudioClipLoader | Fr
 
 
 class LiveFeatures:
-    """Features computed on the fly from raw media (what the reference code does each step)."""
+    """Features computed from the media at every call (what the reference code does each
+    step): a loader (decode + preprocess, picklable) and a frozen encoder."""
 
-    def __init__(self, samples: dict[str, Sample], encoder, encoder_name: str):
+    def __init__(self, loader: AudioClipLoader | FrameLoader, encoder, encoder_name: str = ""):
+        self.loader = loader
         self.encoder = encoder  # a FrozenEncoder: calling it encodes audio clips or frames
-        self.loader = make_loader(samples, encoder)
-        self.fingerprint = feature_fingerprint(encoder, encoder_name, self.loader)
+        self.fingerprint = feature_fingerprint(encoder, encoder_name, loader)
+
+    @classmethod
+    def for_samples(cls, samples: dict[str, Sample], encoder, encoder_name: str) -> LiveFeatures:
+        """With the loader the encoder needs (:func:`make_loader`)."""
+        return cls(make_loader(samples, encoder), encoder, encoder_name)
 
     def __call__(self, name: str) -> torch.Tensor:
-        return self.encoder(self.loader(name))
+        return self.encoder(self.loader(name)).cpu()
 
 
 class CachedFeatures:
@@ -174,7 +117,7 @@ def features(samples: list[Sample], encoder_name: str, cache_dir: str | Path | N
     encoder = load_encoder(encoder_name, dtype)
     if modality is not None and encoder.modality != modality:
         raise ValueError(f"encoder {encoder_name!r} is a {encoder.modality} encoder, not {modality}")
-    live = LiveFeatures({s.name: s for s in samples}, encoder, encoder_name)
+    live = LiveFeatures.for_samples({s.name: s for s in samples}, encoder, encoder_name)
     if cache_dir is not None and (Path(cache_dir) / "meta.json").is_file():
         return CachedFeatures(cache_dir, live.fingerprint, fallback=live)
     return live
@@ -205,3 +148,8 @@ def build_features(manifest: str | Path, encoder_name: str, out: str | Path, *, 
     return build_feature_cache(list(samples), loader, encoder, fingerprint, out,
                                workers=workers, shard_size=shard_size, fresh=fresh, progress=progress,
                                errors=(MediaError, FileNotFoundError))
+
+
+__all__ = ["AUDIO_ENCODERS", "ENCODERS", "VIDEO_ENCODERS", "AudioClipLoader", "CachedFeatures",
+           "FrameLoader", "LiveFeatures", "audio_features", "build_features",
+           "feature_fingerprint", "features", "load_encoder", "make_loader", "video_features"]

@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import importlib.util
 import json
@@ -30,7 +31,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -296,3 +299,16 @@ class LocalModelServer:
         state = "running" if self.process is not None else "stopped"
         return (f"LocalModelServer({str(self.model_dir)!r}, engine={self.engine!r}, "
                 f"port={self.port}, {state})")
+
+
+@contextlib.contextmanager
+def local_llm_server(*, max_batch: int = 4, engine: str = "affectgpt",
+                     **kwargs: Any) -> Iterator[LocalModelServer]:
+    """The packaged SmolLM2-135M-Instruct behind a local OpenAI-compatible server for the
+    duration of the block: ``affectgpt serve-llm`` batching up to ``max_batch`` requests
+    (default), or ``engine="transformers"`` (``transformers serve`` with continuous
+    batching). ``kwargs`` go to :class:`LocalModelServer`."""
+    extra = (["--max-batch", str(max(1, max_batch))] if engine == "affectgpt"
+             else ["--continuous-batching"])
+    with LocalModelServer(export_smollm2(), engine=engine, extra_args=extra, **kwargs) as server:
+        yield server

@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,9 +51,6 @@ from affectgpt.model.llm import (
     resolve_llm_dtype,
 )
 from affectgpt.model.prompt import PromptBatch, PromptBuilder, splice_features
-
-if TYPE_CHECKING:  # pragma: no cover
-    from affectgpt.inference import Description
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "adapters.safetensors"
@@ -338,23 +335,6 @@ class AffectGPT(nn.Module):
                 f"(video {_millions(s['video'])}, audio {_millions(s['audio'])}{lora}); "
                 f"frozen LLM {_millions(s['llm_frozen'])} ({self.llm_dtype})".replace(
                     "torch.", ""))
-
-    # ------------------------------------------------------------------ media
-    def describe(self, path: str | os.PathLike, subtitle: str | None = None, *,
-                 max_new_tokens: int | None = None, do_sample: bool = False,
-                 seed: int = 0) -> Description:
-        """Describe the emotional state of the person in one media file.
-
-        Runs the frozen encoders named by ``config.video.encoder`` / ``config.audio.encoder``
-        on ``path`` (loaded on first use and kept on this instance, not as submodules),
-        then generates (greedy by default; ``do_sample`` samples reproducibly from
-        ``seed``) and extracts labels with the offline lexicon. A video without an audio
-        track is described from its frames and ``subtitle``.
-        """
-        from affectgpt.inference import describe_clip
-
-        return describe_clip(self, path, subtitle, max_new_tokens=max_new_tokens,
-                             do_sample=do_sample, seed=seed)
 
     def _trainable_names(self) -> list[str]:
         return [n for n, p in self.named_parameters() if p.requires_grad]

@@ -19,18 +19,17 @@ an unknown key is an error that lists the valid keys. ``lora=null`` switches LoR
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import difflib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
+
+from affectgpt.config import ConfigError, build, merge, read_mapping
+from affectgpt.config import apply_overrides as _apply_overrides
 
 PROMPT_STYLES = ("vicuna-v0", "chat-template")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -38,8 +37,6 @@ DEFAULT_QUESTION = "From what clues can we infer the person's emotional state?"
 ALL_LINEAR_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-class ConfigError(ValueError):
-    """An invalid configuration, preset name, YAML file or override."""
 
 
 # --------------------------------------------------------------------------- sections
@@ -230,24 +227,18 @@ class ModelConfig:
         data = dict(data)
         base = data.pop("base", None)
         if base is not None:
-            cfg = load_preset(str(base))
-            cfg = _merge(cfg, data, "")
+            cfg = merge(load_preset(str(base)), data)
         else:
-            cfg = _build(cls, data, "")
+            cfg = build(cls, data)
         cfg.validate()
         return cfg
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ModelConfig:
         path = Path(path)
+        data = read_mapping(path, "model config")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-        except OSError as exc:
-            raise ConfigError(f"cannot read model config {path}: {exc}") from exc
-        try:
-            return cls.from_dict(data or {})
+            return cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
 
@@ -356,176 +347,6 @@ def load_config(spec: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 # --------------------------------------------------------------------------- overrides
 def apply_overrides(cfg: ModelConfig, overrides: list[str] | tuple[str, ...]) -> ModelConfig:
     """A copy of ``cfg`` with ``["a.b=value", ...]`` applied, then validated."""
-    cfg = copy.deepcopy(cfg)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise ConfigError(f"override {item!r} has an empty key")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        _set_path(cfg, key.split("."), value, key)
+    cfg = _apply_overrides(cfg, overrides)
     cfg.validate()
     return cfg
-
-
-def _set_path(obj: Any, parts: list[str], value: Any, full_key: str) -> None:
-    head, rest = parts[0], parts[1:]
-    hints = _field_types(type(obj))
-    if head not in hints:
-        raise ConfigError(_unknown_key(full_key, head, type(obj), parts_before(full_key, head)))
-    hint = hints[head]
-    if not rest:
-        setattr(obj, head, _coerce(value, hint, full_key))
-        return
-    child = getattr(obj, head)
-    if child is None:
-        cls = _dataclass_in(hint)
-        if cls is None:
-            raise ConfigError(f"{full_key}: {head!r} is not a section")
-        child = cls()
-        setattr(obj, head, child)
-    if not dataclasses.is_dataclass(child):
-        raise ConfigError(f"{full_key}: {head!r} is a value, not a section")
-    _set_path(child, rest, value, full_key)
-
-
-def parts_before(full_key: str, head: str) -> str:
-    parts = full_key.split(".")
-    return ".".join(parts[: parts.index(head)]) if head in parts else ""
-
-
-def _unknown_key(full_key: str, head: str, cls: type, section: str) -> str:
-    valid = list(_field_types(cls))
-    where = f"under {section!r}" if section else "at the top level"
-    msg = f"unknown config key {full_key!r}: no {head!r} {where}"
-    close = difflib.get_close_matches(head, valid, n=1)
-    if close:
-        msg += f" (did you mean {close[0]!r}?)"
-    return msg + f"; valid keys: {', '.join(valid)}"
-
-
-# --------------------------------------------------------------------------- typing helpers
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _union_args(hint: Any) -> tuple | None:
-    origin = typing.get_origin(hint)
-    if origin is Union or origin is types.UnionType:
-        return typing.get_args(hint)
-    return None
-
-
-def _dataclass_in(hint: Any) -> type | None:
-    args = _union_args(hint)
-    for t in args if args else (hint,):
-        if isinstance(t, type) and dataclasses.is_dataclass(t):
-            return t
-    return None
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    args = _union_args(hint)
-    if args is not None:
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{key} cannot be null")
-        errors = []
-        for t in args:
-            if t is type(None):
-                continue
-            try:
-                return _coerce(value, t, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if value is None:
-        raise ConfigError(f"{key} cannot be null")
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping (section {hint.__name__}), got {value!r}")
-        return _build(hint, value, key)
-    if typing.get_origin(hint) is list:
-        (item_type,) = typing.get_args(hint) or (Any,)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false",
-                                                        "no", "off", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    if hint is Any:
-        return value
-    raise ConfigError(f"{key}: unsupported field type {hint!r}")  # pragma: no cover
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    hints = _field_types(cls)
-    kwargs = {}
-    for k, v in data.items():
-        full = f"{prefix}.{k}" if prefix else str(k)
-        if k not in hints:
-            raise ConfigError(_unknown_key(full, str(k), cls, prefix))
-        kwargs[k] = _coerce(v, hints[k], full)
-    return cls(**kwargs)
-
-
-def _merge(obj: Any, data: dict[str, Any], prefix: str) -> Any:
-    """Overlay a nested dict on a dataclass instance (for ``base:`` configs)."""
-    hints = _field_types(type(obj))
-    for k, v in data.items():
-        full = f"{prefix}.{k}" if prefix else str(k)
-        if k not in hints:
-            raise ConfigError(_unknown_key(full, str(k), type(obj), prefix))
-        current = getattr(obj, k)
-        if isinstance(v, dict) and dataclasses.is_dataclass(current):
-            _merge(current, v, full)
-        else:
-            setattr(obj, k, _coerce(v, hints[k], full))
-    return obj

@@ -191,3 +191,15 @@ def llm_fingerprint(model: nn.Module, vocab_size: int, source: str | None) -> di
         "num_parameters": int(n_params),
         "embed_sha256": hashlib.sha256(data.tobytes()).hexdigest(),
     }
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"auto"``: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
+    return dev

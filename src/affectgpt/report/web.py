@@ -9,10 +9,10 @@ the server stops. Unreadable uploads give a page that says what is wrong with th
 
 .. code-block:: python
 
-    from affectgpt.model import AffectGPT
+    from affectgpt.inference import Describer
     from affectgpt.report.web import DemoApp, DemoServer
 
-    app = DemoApp(AffectGPT.from_pretrained("runs/demo/model"), max_new_tokens=96)
+    app = DemoApp(Describer.from_pretrained("runs/demo/model"), max_new_tokens=96)
     with DemoServer(app, "127.0.0.1", 7860) as server:
         server.serve_forever()
 """
@@ -80,7 +80,7 @@ class DemoApp:
     Args:
         model: anything with ``describe(path, subtitle=None, *, max_new_tokens=None)``
             returning an object with ``description``, ``labels``, ``has_audio``,
-            ``has_video`` and ``seconds`` (:meth:`affectgpt.model.AffectGPT.describe`).
+            ``has_video`` and ``seconds`` (:meth:`affectgpt.inference.Describer.describe`).
         warning: shown in a banner on every page (e.g. "the adapters are untrained").
         max_new_tokens: passed to ``describe`` (None: the model's default).
         max_upload_bytes: the largest clip accepted.
@@ -414,7 +414,7 @@ def add_serve_demo_parser(subparsers) -> argparse.ArgumentParser:
                     "subtitle typed or edited, and the model's description, the emotion labels "
                     "extracted from it and sampled frames shown. Listens on 127.0.0.1 unless "
                     "--host says otherwise; requests are answered one at a time.")
-    from affectgpt.inference import add_model_source_options
+    from affectgpt.cli.options import add_model_source_options
 
     add_model_source_options(p, preset=True)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -433,9 +433,9 @@ def load_demo_model(model_dir: str | None, preset: str = "small", overrides=(),
                     device: str | None = "auto") -> tuple[Any, str, str]:
     """``(model, name, warning)``: a trained checkpoint, or ``preset`` with untrained
     adapters (and a warning saying so)."""
-    from affectgpt.inference import load_model
+    from affectgpt.inference import Describer, load_model
 
-    model = load_model(model_dir, preset, overrides, device).eval()
+    model = Describer(load_model(model_dir, preset, overrides, device).eval())
     if model_dir:
         return model, str(model_dir), ""
     warning = (f"no trained model given: the {preset!r} preset's adapters are untrained "

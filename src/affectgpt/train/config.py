@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from affectgpt.config import ConfigError, coerce, errors_as, field_types, unknown_key_message
+
 PRECISIONS = ("fp32", "bf16")
+
+
+class TrainSettingsError(ConfigError):
+    """Invalid ``affectgpt train`` trainer settings (--train, --train-config)."""
 
 
 @dataclass
@@ -171,3 +178,19 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def apply_train_settings(base: TrainConfig, settings: Mapping[str, Any]) -> TrainConfig:
+    """``base`` with ``settings`` (``{field: value}``, values converted to the fields'
+    types), checked; :class:`TrainSettingsError` names what is wrong."""
+    hints = field_types(TrainConfig)
+    data = base.to_dict()
+    with errors_as(TrainSettingsError):
+        for key, value in settings.items():
+            if key not in hints:
+                raise ConfigError(unknown_key_message(key, key, list(hints), ""))
+            data[key] = coerce(value, hints[key], key)
+    try:
+        return TrainConfig.from_dict(data)
+    except ValueError as exc:
+        raise TrainSettingsError(f"invalid trainer settings: {exc}") from None

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from affectgpt.model.llm import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -53,18 +55,6 @@ def init_distributed(device: str = "auto", timeout_s: float = 3600.0) -> DistInf
     dist.init_process_group(backend="nccl" if use_cuda else "gloo",
                             timeout=datetime.timedelta(seconds=timeout_s))
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, True)
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"``: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    return dev
 
 
 def barrier(info: DistInfo) -> None:

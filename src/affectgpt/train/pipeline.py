@@ -55,16 +55,16 @@ from affectgpt.data.collate import collate_batch
 from affectgpt.data.dataset import EmotionDataset
 from affectgpt.data.manifest import Sample, read_manifest
 from affectgpt.eval.runner import LLMConfig
-from affectgpt.inference import (
+from affectgpt.eval.scoring import score_predictions
+from affectgpt.features.sources import (
     FeatureSettings,
     ModelEncoders,
     SampleMediaError,
-    cache_folder_name,
-    predict,
-    write_predictions_csv,
+    default_cache_dirs,
 )
-from affectgpt.model.config import ConfigError, ModelConfig, load_config
+from affectgpt.inference import predict, write_predictions_csv
 from affectgpt.io import atomic_write
+from affectgpt.model.config import ConfigError, ModelConfig, load_config
 from affectgpt.train import checkpoint as ckpt
 from affectgpt.train import dist as tdist
 from affectgpt.train.config import TrainConfig
@@ -112,44 +112,6 @@ class StageResult:
     model_dir: Path
     results_path: Path
     results: dict[str, Any] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- scoring
-_GROUPER = None
-
-
-def score_predictions(predictions: Mapping[str, Sequence[str]], samples: Sequence[Sample],
-                      grouping: str = "lexical") -> dict[str, float]:
-    """Set-metric scores of predicted labels against the samples' gold labels.
-
-    ``{"<subset>/avg", "<subset>/accuracy", "<subset>/recall", "<subset>/n"}`` for
-    ``whole`` and for the ``train`` / ``test`` splits present; samples without gold
-    labels are not scored.
-    """
-    from affectgpt.eval.set_metric import evaluate_set
-
-    global _GROUPER
-    gold = {s.name: list(s.labels) for s in samples if s.labels}
-    subsets = {"whole": list(gold)}
-    for split in ("train", "test"):
-        names = [s.name for s in samples if s.split == split and s.name in gold]
-        if names:
-            subsets[split] = names
-    groupings = None
-    if grouping == "lexical" and gold:
-        from affectgpt.eval.lexical import LexicalGrouper, lexical_groupings
-
-        if _GROUPER is None:
-            _GROUPER = LexicalGrouper()
-        groupings = lexical_groupings(gold, predictions, list(gold), grouper=_GROUPER)
-    scores: dict[str, float] = {}
-    for subset, names in subsets.items():
-        if not names:
-            continue
-        result = evaluate_set(gold, predictions, groupings, names, allow_missing=True)
-        scores.update({f"{subset}/avg": result.avg, f"{subset}/accuracy": result.accuracy,
-                       f"{subset}/recall": result.recall, f"{subset}/n": len(names)})
-    return scores
 
 
 class _Evaluator:
@@ -206,14 +168,6 @@ class _Evaluator:
 
 
 # --------------------------------------------------------------------------- helpers
-def default_cache_dirs(config: ModelConfig, manifest: str | Path,
-                       root: str | Path | None = None) -> dict[str, Path]:
-    """``{modality: <root or <manifest dir>/features>/<encoder>}``."""
-    base = Path(root) if root else Path(manifest).resolve().parent / "features"
-    return {m: base / cache_folder_name(getattr(config, m).encoder or m)
-            for m in ("video", "audio")}
-
-
 def _check_media(report: Mapping[str, Any], samples: list[Sample],
                  settings: FeatureSettings, what: str) -> tuple[list[Sample], dict[str, str]]:
     bad: dict[str, str] = {}
@@ -239,7 +193,7 @@ def _resolve_init(path: str | None) -> str | None:
 
 
 def _device(cfg: TrainConfig) -> torch.device:
-    from affectgpt.train.dist import resolve_device
+    from affectgpt.model.llm import resolve_device
 
     return resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
 

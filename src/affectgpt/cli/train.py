@@ -5,17 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
-import types
-import typing
-from pathlib import Path
 from typing import Any
+
+from affectgpt.cli.options import add_llm_options, llm_config, local_server_scope
+from affectgpt.config import errors_as, parse_override, read_mapping
+from affectgpt.train.config import TrainSettingsError
 
 __all__ = ["TrainSettingsError", "add_train_parser", "cmd_train", "train_config_from_args"]
 
 
-class TrainSettingsError(ValueError):
-    """Invalid ``affectgpt train`` trainer settings (--train, --train-config)."""
 
 DESCRIPTION = """Train one AffectGPT stage on a manifest and export the model.
 
@@ -125,94 +123,31 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="label extraction from the descriptions: the offline lexicon, or the "
                         "reference's LLM protocol through the --llm-* endpoint (default: "
                         "%(default)s)")
-    from affectgpt.cli import _add_llm_options
-
-    _add_llm_options(p)
+    add_llm_options(p)
     p.set_defaults(func=cmd_train)
     return p
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
-            if type(None) in args:
-                return None
-            raise TrainSettingsError(f"--train {key} cannot be null")
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
-    if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value
-        return tuple(_coerce(v, args[0], key) for v in items)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return str(value).lower() in ("true", "yes", "on", "1")
-        raise TrainSettingsError(f"--train {key} must be true or false, got {value!r}")
-    try:
-        if hint is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if hint is float:
-            return float(value)
-    except (TypeError, ValueError):
-        raise TrainSettingsError(f"--train {key} must be {'an integer' if hint is int else 'a number'}"
-                         f", got {value!r}") from None
-    if hint is str:
-        return str(value)
-    return value
-
-
 def train_config_from_args(args: argparse.Namespace):
     """The :class:`TrainConfig` of ``affectgpt train`` options."""
-    import yaml
+    from affectgpt.train.config import TrainConfig, apply_train_settings
 
-    from affectgpt.train.config import TrainConfig
-
-    stage = f"stage{args.stage}"
-    base = TrainConfig.paper(args.stage) if args.paper else TrainConfig(stage=stage)
-    data = base.to_dict()
-    hints = typing.get_type_hints(TrainConfig)
-    updates: dict[str, Any] = {}
-    if args.train_config:
-        path = Path(args.train_config)
-        text = path.read_text(encoding="utf-8")
-        loaded = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        if not isinstance(loaded, dict):
-            raise TrainSettingsError(f"{path}: a train config must be a mapping of trainer "
-                                     "settings")
-        updates.update(loaded)
-    for item in args.train_overrides:
-        if "=" not in item:
-            raise TrainSettingsError(f"--train {item!r} is not of the form key=value")
-        key, raw = (part.strip() for part in item.split("=", 1))
-        updates[key] = yaml.safe_load(raw) if raw else ""
-    for key, value in updates.items():
-        if key == "extra":
-            data[key] = dict(value or {})
-            continue
-        if key not in hints:
-            import difflib
-
-            close = difflib.get_close_matches(key, list(hints), n=1)
-            raise TrainSettingsError(f"unknown trainer setting {key!r}"
-                             + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; valid: {_train_fields_help()}")
-        data[key] = _coerce(value, hints[key], key)
-    data["out_dir"] = str(args.out)
+    base = TrainConfig.paper(args.stage) if args.paper else TrainConfig(stage=f"stage{args.stage}")
+    settings: dict[str, Any] = {}
+    with errors_as(TrainSettingsError):
+        if args.train_config:
+            settings.update(read_mapping(args.train_config, "train config"))
+        for item in args.train_overrides:
+            key, value = parse_override(item)
+            settings[key] = value
+    settings["out_dir"] = str(args.out)
     if args.init_from:
-        data["init_from"] = str(args.init_from)
-    try:
-        return TrainConfig.from_dict(data)
-    except ValueError as exc:
-        raise TrainSettingsError(f"invalid trainer settings: {exc}") from None
+        settings["init_from"] = str(args.init_from)
+    return apply_train_settings(base, settings)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from affectgpt.inference import FeatureSettings
+    from affectgpt.features.sources import FeatureSettings
     from affectgpt.train.pipeline import EvalSettings, train_stage
 
     logging_setup()
@@ -222,15 +157,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                                skip_bad_media=args.skip_bad_media, progress=train.progress)
     llm = None
     if args.extract == "llm":
-        from affectgpt.cli import _llm_config
-
-        llm = _llm_config(args)
+        llm = llm_config(args)
     evaluation = EvalSettings(batch_size=args.eval_batch_size,
                               max_new_tokens=args.max_new_tokens, grouping=args.grouping,
                               llm=llm)
-    from affectgpt.cli import _LocalServerScope
-
-    with _LocalServerScope(args, llm) if llm is not None else contextlib.nullcontext():
+    with local_server_scope(args, llm) if llm is not None else contextlib.nullcontext():
         result = train_stage(args.preset, overrides=args.overrides, train=train,
                              manifest=args.manifest, eval_manifest=args.eval_manifest,
                              features=features, evaluation=evaluation,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -161,13 +162,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     shard = parse_shard(args.shard)
-    server = None
-    try:
+    with contextlib.ExitStack() as stack:
         if args.local_server:
-            from affectgpt.llm.server import LocalModelServer, export_smollm2
+            from affectgpt.llm.server import local_llm_server
 
-            server = LocalModelServer(export_smollm2(), engine="affectgpt", extra_args=[
-                "--max-batch", str(max(1, cfg.concurrency))]).start()
+            server = stack.enter_context(local_llm_server(max_batch=cfg.concurrency))
             for name in ("merge", "translate", "labels"):
                 if cfg.stages[name].backend == "openai":
                     cfg.stages[name].base_url, cfg.stages[name].model = server.base_url, server.model
@@ -175,9 +174,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_annotation(args.manifest, args.out, cfg, stages=stages, shard=shard,
                                  limit=args.limit, retry_failed=args.retry_failed,
                                  only_failed=args.only_failed, progress=not args.no_progress)
-    finally:
-        if server is not None:
-            server.stop()
     return 1 if summary.failed else 0
 
 

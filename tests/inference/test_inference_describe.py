@@ -1,4 +1,4 @@
-"""AffectGPT.describe(path): the frozen encoders the config names run on a real clip (loaded
+"""Describer(model).describe(path): the frozen encoders the config names run on a real clip (loaded
 lazily, kept off the module tree), then greedy generation and offline label extraction."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if importlib.util.find_spec("fer") is None:
 if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng not installed", allow_module_level=True)
 
-from affectgpt.inference import Description  # noqa: E402
+from affectgpt.inference import Describer, Description  # noqa: E402
 from affectgpt.model import AffectGPT, ConfigError, load_config  # noqa: E402
 
 # the tiny test model on the real CPU encoders (face-cnn frames, Whisper-base clips)
@@ -45,10 +45,15 @@ def model():
     return AffectGPT.from_config(load_config("tiny", REAL_ENCODERS))
 
 
-def test_describe_a_clip_without_audio_track(model, clips):
+@pytest.fixture(scope="module")
+def describer(model):
+    return Describer(model)
+
+
+def test_describe_a_clip_without_audio_track(model, describer, clips):
     n_params = sum(p.numel() for p in model.parameters())
     keys = set(model.state_dict())
-    result = model.describe(clips["silent"], "I did not expect that.", max_new_tokens=12)
+    result = describer.describe(clips["silent"], "I did not expect that.", max_new_tokens=12)
     assert isinstance(result, Description)
     assert result.has_video and not result.has_audio
     assert result.subtitle == "I did not expect that." and result.seconds > 0
@@ -64,36 +69,34 @@ def test_describe_a_clip_without_audio_track(model, clips):
 
     # same greedy description as generate() on the clip's features: describe adds nothing
     from affectgpt.data.collate import collate_batch
-    from affectgpt.inference import encoders_for
-
-    video, audio = encoders_for(model).clip_features(clips["silent"])
+    video, audio = describer.encoders.clip_features(clips["silent"])
     assert audio is None and video.shape == (8, 128)
     batch = collate_batch([{"name": "x", "video": video, "audio": None,
                       "subtitle": "I did not expect that.", "target": None, "labels": []}])
     assert model.generate(batch, do_sample=False, max_new_tokens=12)[0] == result.description
 
 
-def test_describe_with_audio_is_deterministic_and_sampling_is_seeded(model, clips):
-    a = model.describe(clips["with_audio"], clips["subtitle"], max_new_tokens=10)
-    b = model.describe(clips["with_audio"], clips["subtitle"], max_new_tokens=10)
+def test_describe_with_audio_is_deterministic_and_sampling_is_seeded(describer, clips):
+    a = describer.describe(clips["with_audio"], clips["subtitle"], max_new_tokens=10)
+    b = describer.describe(clips["with_audio"], clips["subtitle"], max_new_tokens=10)
     assert a.has_audio and a.has_video and a.description == b.description
-    s1 = model.describe(clips["with_audio"], None, max_new_tokens=10, do_sample=True, seed=3)
-    s2 = model.describe(clips["with_audio"], None, max_new_tokens=10, do_sample=True, seed=3)
+    s1 = describer.describe(clips["with_audio"], None, max_new_tokens=10, do_sample=True, seed=3)
+    s2 = describer.describe(clips["with_audio"], None, max_new_tokens=10, do_sample=True, seed=3)
     assert s1.description == s2.description and s1.subtitle == ""
 
 
-def test_describe_errors(model, tmp_path):
+def test_describe_errors(describer, tmp_path):
     from affectgpt.media import CorruptMediaError
 
     with pytest.raises(FileNotFoundError, match="nowhere.mp4"):
-        model.describe(tmp_path / "nowhere.mp4")
+        describer.describe(tmp_path / "nowhere.mp4")
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 20)
     with pytest.raises(CorruptMediaError, match="broken.mp4"):
-        model.describe(broken)
+        describer.describe(broken)
     synthetic = AffectGPT.from_config(load_config("tiny"))  # encoders named 'synthetic'
     with pytest.raises(ConfigError, match="video.encoder 'synthetic'"):
-        synthetic.describe(broken)
+        Describer(synthetic).describe(broken)
 
 
 def test_summary_is_the_parameter_line(model):
