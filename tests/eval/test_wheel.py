@@ -1,8 +1,5 @@
 """Emotion-wheel metrics on hand-made tables (hand-computed answers) and the shared ones."""
 
-import csv
-
-import openpyxl
 import pytest
 
 from affectgpt.eval.wheel import (
@@ -13,39 +10,6 @@ from affectgpt.eval.wheel import (
     sentiment_f1,
     weighted_f1,
 )
-
-
-def _xlsx(path, header, rows):
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(header)
-    for r in rows:
-        ws.append(r)
-    wb.save(path)
-
-
-@pytest.fixture()
-def tiny_wheel(tmp_path):
-    """Every wheel: Happy -> {Content: [Pleased], Playful: [Cheeky]}, Sad -> {Lonely: [Isolated]}.
-    Wheel 2 instead puts 'pleased' under Sad/Lonely to make wheels disagree."""
-    for k in range(1, 6):
-        rows = [["Happy", "Content", "Pleased"], [None, "Playful", "Cheeky"], ["Sad", "Lonely", "Isolated"]]
-        if k == 2:
-            rows = [["Happy", "Content", "Glad"], [None, "Playful", "Cheeky"], ["Sad", "Lonely", "Pleased"]]
-        _xlsx(tmp_path / f"wheel{k}.xlsx", ["level1", "level2", "level3"], rows)
-    _xlsx(tmp_path / "synonym.xlsx", ["word_run1", "synonym_run1", "word_run2", "synonym_run2"], [
-        ["happy", "joyful, glad", "Sad", "unhappy, down"],
-        ["pleased", "satisfied", None, None],
-    ])
-    with open(tmp_path / "format.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "format"])
-        w.writerow(["joyful", "joyful,joyfully,joyfulness"])
-        w.writerow(["satisfied", "satisfied,satisfy,satisfaction"])
-        w.writerow(["unhappy", "unhappy,unhappiness"])
-        w.writerow(["happy", "happy,happiness"])
-        w.writerow(["sad", "sad,sadness"])
-    return WheelResources.load(tmp_path)
 
 
 def test_mappings_by_hand(tiny_wheel):
