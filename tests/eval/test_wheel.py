@@ -119,7 +119,7 @@ def reference_ew_level1(gold: dict, pred: dict, wheel_dir: Path) -> list[float]:
             for word in current:
                 root_of[word] = current[0]
 
-        def root(label):
+        def root(label, root_of=root_of):
             found = sorted(w for b in bases.get(label, ()) for w in synonyms.get(b, ()) if w in root_of)
             return root_of[found[0]] if found else None
 
