@@ -56,7 +56,7 @@ class EvalConfig:
     gold: str
     preds: list[str]
     metric: str = "set"
-    grouping: str = "lexical"  # stored:PATH | llm | lexical | none
+    grouping: str = "lexical"  # stored:PATH | llm | llm:turns | lexical | none
     label_syntax: str = "auto"  # auto | python | mertools
     gold_column: str = "openset"
     pred_column: str = "openset"
@@ -147,16 +147,22 @@ def _groupings_for_run(cfg: EvalConfig, gold, pred, names, console: Console) -> 
 
         grouper = LexicalGrouper(wheel_dir=_wheel_dir(cfg) if cfg.lexical_wheel else None)
         return lexical_groupings(gold, pred, names, grouper=grouper), []
-    if kind == "llm":
-        from affectgpt.eval.llm_grouping import llm_groupings
+    if kind == "llm":  # llm (the paper's prompt) or llm:turns (its chat-turn form)
+        from affectgpt.eval.llm_grouping import PROMPT_STYLES, llm_groupings
+
+        if arg and arg not in PROMPT_STYLES:
+            raise EvaluationInputError(f"unknown LLM grouping prompt {arg!r} in --grouping "
+                                       f"{cfg.grouping}: use llm (the paper's) or llm:turns")
 
         client = cfg.llm.client()
         groupings, failures = llm_groupings(gold, pred, client, names=names,
                                             max_attempts=cfg.llm.max_attempts,
-                                            max_tokens=cfg.llm.max_tokens)
+                                            max_tokens=cfg.llm.max_tokens,
+                                            prompt_style=arg or "paper")
         console.print(f"LLM grouping: {client.calls} server calls, {len(failures)} failed samples")
         return groupings, failures
-    raise EvaluationInputError(f"unknown grouping {cfg.grouping!r}: use stored:PATH, llm, lexical or none")
+    raise EvaluationInputError(f"unknown grouping {cfg.grouping!r}: use stored:PATH, llm, llm:turns, "
+                               "lexical or none")
 
 
 def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> dict:
