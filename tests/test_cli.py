@@ -1,6 +1,7 @@
 """The `affectgpt` console command, run as a user would (a real subprocess)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -8,8 +9,11 @@ import pytest
 
 
 def affectgpt(*args, check=True):
+    env = {"COLUMNS": "200", "PATH": ""}
+    if "PYTHONPATH" in os.environ:  # the source tree under test, when it is not the installed one
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     proc = subprocess.run([sys.executable, "-m", "affectgpt.cli", *map(str, args)],
-                          capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+                          capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -102,38 +106,47 @@ def test_extract_labels_lexicon_then_evaluate(tmp_path):
     assert "Accuracy_s=1.0 Recall_s=1.0 Avg=1.0" in proc.stdout
 
 
-def test_llm_grouping_end_to_end_and_cached_rerun(llm_server, mer2024_ov, tmp_path):
-    """The paper's grouping prompt against a real local server; the rerun is served from the
-    on-disk cache (zero server calls) and gives identical results."""
-    names = tmp_path / "names.txt"
-    names.write_text("sample_00000007\nsample_00000039\n", encoding="utf-8")
-    args = ["evaluate", "--gold", mer2024_ov / "check-openset.csv", "--pred", mer2024_ov / "predict-openset.csv",
-            "--grouping", "llm", "--names", names, "--llm-base-url", llm_server.base_url,
+def test_llm_grouping_end_to_end_and_cached_rerun(llm_server, tmp_path):
+    """The paper's grouping instruction (in its chat-turn form, which SmolLM2-135M answers
+    with lists) against a real local server; at least one sample must be grouped validly.
+    The rerun is served from the on-disk cache (zero server calls) and gives identical
+    results."""
+    gold = tmp_path / "gold.csv"
+    gold.write_text("name,openset\na,\"['happy', 'joyful']\"\nb,\"['angry', 'annoyed']\"\n",
+                    encoding="utf-8")
+    pred = tmp_path / "pred.csv"
+    pred.write_text("name,openset\na,['happy']\nb,['furious']\n", encoding="utf-8")
+    args = ["evaluate", "--gold", gold, "--pred", pred, "--grouping", "llm:turns",
+            "--llm-base-url", llm_server.base_url,
             "--llm-model", llm_server.model, "--llm-cache", tmp_path / "cache.sqlite",
-            "--llm-max-attempts", "2", "--llm-concurrency", "2", "--llm-max-tokens", "48"]
+            "--llm-max-attempts", "2", "--llm-concurrency", "2", "--llm-max-tokens", "24"]
     first = affectgpt(*args, "-o", tmp_path / "a.json")
     assert "LLM grouping:" in first.stdout and "LLM grouping: 0 server calls" not in first.stdout
     second = affectgpt(*args, "-o", tmp_path / "b.json")
     assert "LLM grouping: 0 server calls" in second.stdout
     a, b = (json.loads((tmp_path / f).read_text())["runs"][0] for f in ("a.json", "b.json"))
     assert a["samples"] == b["samples"] and a["grouping_failures"] == b["grouping_failures"]
+    failed = {failure["name"] for failure in a["grouping_failures"]}
+    assert failed < {"a", "b"}, f"no sample was grouped validly: {a['grouping_failures']}"
     for failure in a["grouping_failures"]:  # a weak model's invalid replies are recorded, not hidden
-        assert failure["name"] in ("sample_00000007", "sample_00000039") and failure["reason"]
+        assert failure["reason"]
 
 
 def test_extract_labels_llm_cli(llm_server, tmp_path):
     src = tmp_path / "desc.csv"
-    src.write_text("name,english\na,She smiles and laughs happily.\nb,\n", encoding="utf-8")
+    src.write_text("name,english\na,She is sad and cries.\nb,\n", encoding="utf-8")
     out = tmp_path / "pred.csv"
     args = ["extract-labels", "--input", src, "-o", out, "--method", "llm",
             "--llm-base-url", llm_server.base_url, "--llm-model", llm_server.model,
-            "--llm-cache", tmp_path / "cache.sqlite", "--llm-max-tokens", "24", "--llm-max-attempts", "2"]
+            "--llm-cache", tmp_path / "cache.sqlite", "--llm-max-tokens", "16", "--llm-max-attempts", "2"]
     first = affectgpt(*args)
     rows = out.read_text().splitlines()
     failures = out.with_name("pred.csv.failures.jsonl")
     assert rows[0] == "name,openset" and "b,[]" in rows  # a blank description needs no call
-    # sample a either got a valid list or is recorded as failed; never both, never neither
-    assert any(r.startswith("a,") for r in rows) != failures.exists()
+    # a description that names its emotion: SmolLM2-135M lists it validly
+    assert not failures.exists(), failures.read_text()
+    (row,) = [r for r in rows if r.startswith("a,")]
+    assert row not in ("a,[]", "a,\"[]\"")
     second = affectgpt(*args)
     assert "LLM: 0 server calls" in second.stderr and out.read_text().splitlines() == rows
     assert "server calls" in first.stderr

@@ -36,6 +36,20 @@ def test_prompt_is_the_papers_verbatim():
     assert PROMPT_VERSION
 
 
+def test_turns_style_carries_the_same_instruction_and_example():
+    system, example, answer, query = grouping_messages(["anger", "happy"], "turns")
+    instruction, _, rest = PAPER_PROMPT.partition(" Input: ")
+    assert system == {"role": "system", "content": instruction}
+    assert example == {"role": "user", "content": "Input: " + rest.partition(" Output: ")[0]}
+    assert answer["role"] == "assistant"
+    assert validate_grouping(answer["content"], ["agree", "agreement", "accept", "acceptance",
+                                                 "relaxed", "pleasant", "positive", "happy"]) == [
+        ["agree", "agreement", "accept", "acceptance"], ["relaxed"], ["pleasant", "positive", "happy"]]
+    assert query == {"role": "user", "content": "Input: ['anger', 'happy']"}
+    with pytest.raises(ValueError, match="prompt style"):
+        grouping_messages(["a", "b"], "chat")
+
+
 def test_sample_labels_sorted_union():
     assert sample_labels(GOLD["s1"], PRED["s1"]) == ["excited", "happy", "joyful", "sad"]
     assert sample_labels(["Angry ", "angry"], ["furious"]) == ["angry", "furious"]
@@ -152,19 +166,22 @@ def test_unknown_sample_name(tmp_path):
 
 @pytest.mark.server
 def test_real_server_groupings(llm_server, llm_client, tmp_path):
+    """SmolLM2-135M answers the paper's single-turn prompt with prose (recorded as failures),
+    and its chat-turn form with a list of lists: at least one sample must come back grouped."""
     gold = {"a": ["happy", "joyful"], "b": ["angry", "annoyed"], "c": ["calm"]}
-    pred = {"a": ["happy", "sad"], "b": ["angry"], "c": []}
-    groups, failures = llm_groupings(gold, pred, llm_client, max_attempts=2, max_tokens=20,
-                                     progress=False)
+    pred = {"a": ["happy"], "b": ["furious"], "c": []}
+    groups, failures = llm_groupings(gold, pred, llm_client, max_attempts=2, max_tokens=24,
+                                     progress=False, prompt_style="turns")
     assert list(groups) == ["a", "b", "c"]
     assert groups["c"] == []
     failed = {f["name"] for f in failures}
-    assert failed <= {"a", "b"}
-    for name in ("a", "b"):
-        allowed = set(sample_labels(gold[name], pred[name]))
-        assert all(label in allowed for group in groups[name] for label in group)
-        if name in failed:
-            assert groups[name] == []
+    answered = [n for n in ("a", "b") if n not in failed]
+    assert answered, f"no sample was grouped validly: {failures}"
+    for name in answered:
+        sent = sample_labels(gold[name], pred[name])
+        assert groups[name] and all(label in sent for group in groups[name] for label in group)
+    for name in failed:
+        assert groups[name] == []
     for f in failures:
         assert set(f) == {"name", "labels", "reason", "last_reply", "attempts"}
         assert f["attempts"] == 2 and f["reason"]
@@ -173,6 +190,6 @@ def test_real_server_groupings(llm_server, llm_client, tmp_path):
 
     rerun = ChatClient(llm_server.base_url, llm_server.model, api_key_env=None,
                        cache=llm_client.cache)
-    assert llm_groupings(gold, pred, rerun, max_attempts=2, max_tokens=20,
-                         progress=False) == (groups, failures)
+    assert llm_groupings(gold, pred, rerun, max_attempts=2, max_tokens=24, progress=False,
+                         prompt_style="turns") == (groups, failures)
     assert rerun.calls == 0

@@ -1,6 +1,8 @@
 """Emotion-wheel metrics on hand-made tables (hand-computed answers) and the shared ones."""
 
 import csv
+import re
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -13,39 +15,6 @@ from affectgpt.eval.wheel import (
     sentiment_f1,
     weighted_f1,
 )
-
-
-def _xlsx(path, header, rows):
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(header)
-    for r in rows:
-        ws.append(r)
-    wb.save(path)
-
-
-@pytest.fixture()
-def tiny_wheel(tmp_path):
-    """Every wheel: Happy -> {Content: [Pleased], Playful: [Cheeky]}, Sad -> {Lonely: [Isolated]}.
-    Wheel 2 instead puts 'pleased' under Sad/Lonely to make wheels disagree."""
-    for k in range(1, 6):
-        rows = [["Happy", "Content", "Pleased"], [None, "Playful", "Cheeky"], ["Sad", "Lonely", "Isolated"]]
-        if k == 2:
-            rows = [["Happy", "Content", "Glad"], [None, "Playful", "Cheeky"], ["Sad", "Lonely", "Pleased"]]
-        _xlsx(tmp_path / f"wheel{k}.xlsx", ["level1", "level2", "level3"], rows)
-    _xlsx(tmp_path / "synonym.xlsx", ["word_run1", "synonym_run1", "word_run2", "synonym_run2"], [
-        ["happy", "joyful, glad", "Sad", "unhappy, down"],
-        ["pleased", "satisfied", None, None],
-    ])
-    with open(tmp_path / "format.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["name", "format"])
-        w.writerow(["joyful", "joyful,joyfully,joyfulness"])
-        w.writerow(["satisfied", "satisfied,satisfy,satisfaction"])
-        w.writerow(["unhappy", "unhappy,unhappiness"])
-        w.writerow(["happy", "happy,happiness"])
-        w.writerow(["sad", "sad,sadness"])
-    return WheelResources.load(tmp_path)
 
 
 def test_mappings_by_hand(tiny_wheel):
@@ -99,6 +68,73 @@ def test_sentiment_by_hand(tiny_wheel):
     assert weighted_f1([True, True], [True, True]) == 1.0
 
 
+# Emotion-wheel scores of the released MER2024-OV predictions against their gold labels
+# (python label syntax; the mertools syntax gives the same scores on these files). EW-L1
+# and M-avg are quoted (x100) in the README.
+MER2024_OV_WHEEL = {
+    "m1": 0.29120388952538445, "m2": 0.3280487459318136,
+    "m3-w1-l1": 0.563997340619006, "m3-w2-l1": 0.5751191579504831,
+    "m3-w3-l1": 0.5539711695454155, "m3-w4-l1": 0.5469655913803887,
+    "m3-w5-l1": 0.5284762752975063,
+    "m3-w1-l2": 0.4198336629702473, "m3-w2-l2": 0.42127716729674913,
+    "m3-w3-l2": 0.44518846569647896, "m3-w4-l2": 0.41911918457777914,
+    "m3-w5-l2": 0.4170132638566238,
+}
+MER2024_OV_EW_L1 = 0.5537059069585599
+MER2024_OV_M_AVG = 0.45918449288732294
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def reference_ew_level1(gold: dict, pred: dict, wheel_dir: Path) -> list[float]:
+    """The level-1 EW F-score of each wheel, written from REFERENCE.md section 2 alone
+    (openpyxl and csv, no library code): forms -> base words, merged synonym runs -> wheel
+    words, the sorted-first candidate a wheel holds -> its level-1 root; unmappable labels
+    dropped, samples with no mapped gold skipped, F of the mean precision and recall."""
+    def rows(name):
+        sheet = openpyxl.load_workbook(wheel_dir / name, read_only=True).worksheets[0]
+        table = [list(r) for r in sheet.iter_rows(values_only=True)]
+        return [dict(zip(table[0], r)) for r in table[1:]]
+
+    def words(cell):
+        return [w.strip().lower() for w in re.split(r"[\[\]'\",]", cell or "") if w.strip()]
+
+    bases: dict[str, set] = {}
+    with open(wheel_dir / "format.csv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            for form in words(row["format"]) + [row["name"].strip().lower()]:
+                bases.setdefault(form, set()).add(row["name"].strip().lower())
+    synonyms: dict[str, set] = {}
+    for row in rows("synonym.xlsx"):
+        for run in range(1, 9):
+            if row[f"word_run{run}"]:
+                word = str(row[f"word_run{run}"]).strip().lower()
+                for synonym in [word] + words(row[f"synonym_run{run}"]):
+                    synonyms.setdefault(synonym, set()).add(word)
+    fscores = []
+    for k in range(1, 6):
+        root_of, current = {}, [None, None, None]
+        for row in rows(f"wheel{k}.xlsx"):
+            current = [str(row[c]).strip().lower() if row[c] else current[i]
+                       for i, c in enumerate(("level1", "level2", "level3"))]
+            for word in current:
+                root_of[word] = current[0]
+
+        def root(label, root_of=root_of):
+            found = sorted(w for b in bases.get(label, ()) for w in synonyms.get(b, ()) if w in root_of)
+            return root_of[found[0]] if found else None
+
+        precisions, recalls = [], []
+        for name in gold:
+            g = {root(x) for x in gold[name]} - {None}
+            p = {root(x) for x in pred.get(name, [])} - {None}
+            if g:
+                precisions.append(len(g & p) / len(p) if p else 0.0)
+                recalls.append(len(g & p) / len(g) if p else 0.0)
+        precision, recall = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+        fscores.append(2 * precision * recall / (precision + recall))
+    return fscores
+
+
 def test_shared_tables(wheel_dir, mer2024_ov):
     from affectgpt.eval.labels import read_labels
 
@@ -110,7 +146,20 @@ def test_shared_tables(wheel_dir, mer2024_ov):
     assert all(s.fscore == 1.0 for s in res.scores)  # gold against itself
     pred = read_labels(mer2024_ov / "predict-openset.csv")
     res = evaluate_wheel(gold, pred, r)
-    assert 0.3 < res.ew_fscore(1) < 0.8 and 0.2 < res.m_avg < res.ew_fscore(1)
+    assert {s.method: s.fscore for s in res.scores} == MER2024_OV_WHEEL
+    assert res.ew_fscore(1) == MER2024_OV_EW_L1
+    assert res.m_avg == MER2024_OV_M_AVG
+    mertools = read_labels(mer2024_ov / "predict-openset.csv", syntax="mertools")
+    assert evaluate_wheel(gold, mertools, r).m_avg == MER2024_OV_M_AVG
+
+    independent = reference_ew_level1(gold, pred, wheel_dir)
+    assert independent == pytest.approx([MER2024_OV_WHEEL[f"m3-w{k}-l1"] for k in range(1, 6)],
+                                        abs=1e-12)
+    assert sum(independent) / 5 == pytest.approx(MER2024_OV_EW_L1, abs=1e-12)
+
+    text = README.read_text(encoding="utf-8")
+    assert f"EW-L1 {MER2024_OV_EW_L1 * 100:.2f}" in text
+    assert f"M-avg {MER2024_OV_M_AVG * 100:.2f}" in text
 
 
 def test_missing_resources(tmp_path):

@@ -4,6 +4,8 @@ built in ~20 ms once torch/transformers are imported) and real random feature ba
 from __future__ import annotations
 
 import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +49,19 @@ def _select(batch: dict, index: list[int]) -> dict:
         else:
             out[key] = [value[i] for i in index]
     return out
+
+
+VIDEO_LLAMA_KEYS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "reference"
+                    / "video-llama-trainable-keys.json").resolve()
+
+
+@pytest.fixture(scope="session")
+def video_llama_keys() -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of a real Video-LLaMA / AffectGPT-2024 checkpoint's trainable
+    tensors (REFERENCE.md section 8), read from ../shared at run time."""
+    if not VIDEO_LLAMA_KEYS.is_file():
+        pytest.skip(f"reference checkpoint layout not found at {VIDEO_LLAMA_KEYS}")
+    return {name: tuple(shape) for name, shape in json.loads(VIDEO_LLAMA_KEYS.read_text()).items()}
 
 
 @pytest.fixture

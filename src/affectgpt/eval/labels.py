@@ -7,10 +7,18 @@ Label lists are stored as Python-list-like strings, e.g. ``"['excited', 'joyful'
     Quoted items are read as strings (so ``"don't believe"`` stays one label), unquoted
     items are separated by commas. Full-width punctuation (``，、【】“”‘’``) is accepted.
 ``mertools``
-    The reference code's rule (MERTools ``string_to_list``): drop the outer brackets and
-    split at every quote character and comma. ``"don't believe"`` becomes ``don`` and
-    ``t believe``. The reference's stored GPT groupings were made from labels split this
-    way, so reproducing its numbers exactly needs this tokenisation.
+    The reference code's rule (MERTools ``string_to_list``): keep the text between the
+    first ``[`` and the ``]`` after it, and split it at every quote character (and at
+    commas, which the reference only does between quoted items). ``"don't believe"``
+    becomes ``don`` and ``t believe``; a value holding several lists, such as
+    ``[], ["confused"]`` in the authors' released prediction files, is read as its first
+    list only (here ``[]``). The reference's stored GPT groupings were made from labels
+    split this way, so reproducing its numbers exactly needs this tokenisation.
+``auto`` (:func:`parse_sample_labels` / :func:`read_labels` only)
+    ``python``, except for a value the python reader refuses because it holds brackets
+    inside the list (``[],[]``): that value is read by the ``mertools`` rule, as the
+    reference reads it, and recorded as a :class:`ReferenceReading` so that the caller
+    can say which samples were read that way.
 
 Every label is lower-cased and stripped; duplicates are removed keeping the first.
 """
@@ -21,7 +29,9 @@ import csv
 import io
 import json
 import re
+import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 LABEL_SYNTAXES = ("python", "mertools")
@@ -60,6 +70,27 @@ class LabelFormatError(ValueError):
         self.path = None if path is None else str(path)
 
 
+class InnerBracketsError(LabelFormatError):
+    """A label list with brackets inside it, e.g. several lists in one value (``[], ['a']``).
+
+    The python reader refuses such a value; the reference code reads its first list only
+    (``syntax="mertools"``, ``--label-syntax mertools``)."""
+
+
+@dataclass(frozen=True)
+class ReferenceReading:
+    """A value that ``syntax="auto"`` read by the reference's rule (see the module doc)."""
+
+    path: str
+    sample: str
+    text: str
+    labels: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.path, "sample": self.sample, "text": self.text,
+                "labels": list(self.labels)}
+
+
 def _unique_lower(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for item in items:
@@ -88,12 +119,14 @@ def _tokenize_python(inner: str, original: str) -> list[str]:
             i += 1
             continue
         if ch in "[]":
-            raise LabelFormatError(f"nested brackets in a label list: {original!r}")
+            raise InnerBracketsError(
+                f"brackets inside a label list (several lists in one value?): {original!r}")
         if ch in _QUOTES:
             end = inner.find(ch, i + 1)
             # An apostrophe inside a single-quoted label ('don't') ends the string early:
-            # accept the closing quote only when a comma or the end follows it.
-            while end != -1 and inner[end + 1 :].lstrip()[:1] not in ("", ","):
+            # accept the closing quote only when a comma, the end or a bracket (several
+            # lists in one value, refused below) follows it.
+            while end != -1 and inner[end + 1 :].lstrip()[:1] not in ("", ",", "]", "["):
                 end = inner.find(ch, end + 1)
             if end == -1:
                 raise LabelFormatError(f"unterminated quote in label list: {original!r}")
@@ -123,13 +156,15 @@ def parse_label_list(text: object, syntax: str = "python") -> list[str]:
         return _unique_lower(x.translate(_FULL_WIDTH) for x in text)
     if not isinstance(text, str):
         raise LabelFormatError(f"label list must be a string or list, got {type(text).__name__}")
+    if syntax not in LABEL_SYNTAXES:
+        raise ValueError(f"unknown label syntax {syntax!r}; choose from {LABEL_SYNTAXES}")
     inner = _strip_brackets(text)
     if inner is None:
         return []
     if syntax == "mertools":
-        return _unique_lower(re.split(r"['\",]", inner))
-    if syntax != "python":
-        raise ValueError(f"unknown label syntax {syntax!r}; choose from {LABEL_SYNTAXES}")
+        # string_to_list: str.split('[')[1].split(']')[0], then split at quotes
+        first = text.translate(_FULL_WIDTH).split("[")[1].split("]")[0]
+        return _unique_lower(re.split(r"['\",]", first))
     return _unique_lower(_tokenize_python(inner, text))
 
 
@@ -277,12 +312,41 @@ def read_column(
     return result
 
 
-def parse_sample_labels(value: object, syntax: str, *, sample: str, path: str | Path) -> list[str]:
-    """:func:`parse_label_list` whose errors name the sample and file."""
+def parse_sample_labels(
+    value: object,
+    syntax: str,
+    *,
+    sample: str,
+    path: str | Path,
+    reference_readings: list[ReferenceReading] | None = None,
+) -> list[str]:
+    """:func:`parse_label_list` whose errors name the sample and file.
+
+    ``syntax="auto"`` reads like ``python`` but falls back to the reference's rule
+    (``mertools``) for a value with brackets inside the list; each such value is appended
+    to ``reference_readings`` (or, when that is None, announced with a ``UserWarning``).
+    """
     try:
-        return parse_label_list(value, syntax)
+        if syntax != "auto":
+            return parse_label_list(value, syntax)
+        try:
+            return parse_label_list(value, "python")
+        except InnerBracketsError:
+            labels = parse_label_list(value, "mertools")
+    except InnerBracketsError as exc:
+        raise InnerBracketsError(
+            f"{exc}; the reference code (MERTools string_to_list) reads only the first list of "
+            "such a value: pass --label-syntax mertools (or auto) to read it that way",
+            sample=sample, path=path) from None
     except LabelFormatError as exc:
         raise LabelFormatError(str(exc), sample=sample, path=path) from None
+    reading = ReferenceReading(str(path), sample, str(value), tuple(labels))
+    if reference_readings is None:
+        warnings.warn(f"{path}: sample {sample!r} {str(value)!r} read as the reference code reads "
+                      f"it (its first list only): {labels}", stacklevel=2)
+    else:
+        reference_readings.append(reading)
+    return labels
 
 
 def read_labels(
@@ -292,13 +356,17 @@ def read_labels(
     name_column: str = "name",
     syntax: str = "python",
     encoding: str | None = None,
+    reference_readings: list[ReferenceReading] | None = None,
 ) -> dict[str, list[str]]:
     """Read ``{sample name: labels}`` from a CSV/TSV/JSONL/JSON label file.
 
-    Errors (missing column, duplicate name, malformed list) name the sample and file.
+    ``syntax`` is ``python``, ``mertools`` or ``auto`` (see :func:`parse_sample_labels`
+    for ``reference_readings``). Errors (missing column, duplicate name, malformed list)
+    name the sample and file.
     """
     raw = read_column(path, column, name_column=name_column, encoding=encoding)
-    return {name: parse_sample_labels(value, syntax, sample=name, path=path)
+    return {name: parse_sample_labels(value, syntax, sample=name, path=path,
+                                      reference_readings=reference_readings)
             for name, value in raw.items()}
 
 

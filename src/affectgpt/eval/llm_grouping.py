@@ -11,6 +11,12 @@ nothing else is substituted.
 
 With a :class:`~affectgpt.llm.cache.ResponseCache` on the client every attempt is cached,
 so a rerun replays the same conversations and makes no server calls.
+
+Prompt styles: ``paper`` (default) sends the paper's prompt verbatim as one user turn;
+``turns`` sends the same instruction as a system turn and the one-shot example as an
+earlier user/assistant exchange, which small local models follow (SmolLM2-135M answers
+``turns`` with a list of lists and the paper's single turn with prose). Only ``paper`` is
+the paper's metric.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from affectgpt.eval.labels import LabelFormatError, parse_label_groups
 from affectgpt.llm.client import ChatClient, ask_validated, bracketed_reply, run_bounded
 
 PROMPT_VERSION = "affectgpt-2024-grouping-v1"
+PROMPT_STYLES = ("paper", "turns")
 
 GROUPING_PROMPT = (
     "Please assume the role of an expert in the field of emotions. We provide a set of "
@@ -59,8 +66,19 @@ def sample_labels(gold: Iterable[str], pred: Iterable[str]) -> list[str]:
     return sorted({_norm(x) for x in [*gold, *pred] if _norm(x)})
 
 
-def grouping_messages(labels: Sequence[str]) -> list[dict[str, str]]:
-    return [{"role": "user", "content": GROUPING_PROMPT.format(labels=format_labels(labels))}]
+def grouping_messages(labels: Sequence[str], style: str = "paper") -> list[dict[str, str]]:
+    """The request for one sample's labels in prompt ``style`` (see the module doc)."""
+    if style == "paper":
+        return [{"role": "user", "content": GROUPING_PROMPT.format(labels=format_labels(labels))}]
+    if style != "turns":
+        raise ValueError(f"unknown grouping prompt style {style!r}; choose from {PROMPT_STYLES}")
+    instruction, _, rest = GROUPING_PROMPT.partition(" Input: ")
+    example, _, rest = rest.partition(" Output: ")
+    answer = rest.partition(" Input: ")[0]
+    return [{"role": "system", "content": instruction},
+            {"role": "user", "content": f"Input: {example}"},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": f"Input: {format_labels(labels)}"}]
 
 
 def validate_grouping(reply: str, labels: Sequence[str]) -> Groups:
@@ -86,6 +104,7 @@ def group_labels(
     max_attempts: int = 3,
     max_tokens: int = 512,
     seed: int | None = None,
+    prompt_style: str = "paper",
 ):
     """Ask ``client`` to group one sample's ``labels``; return a
     :class:`~affectgpt.llm.client.Validated` result."""
@@ -93,14 +112,14 @@ def group_labels(
     listed = format_labels(labels)
     return ask_validated(
         client,
-        grouping_messages(labels),
+        grouping_messages(labels, prompt_style),
         lambda reply: validate_grouping(reply, labels),
         lambda reason: CORRECTION_PROMPT.format(reason=reason, labels=listed),
         max_attempts=max_attempts,
         temperature=0.0,
         max_tokens=max_tokens,
         seed=seed,
-        prompt_version=PROMPT_VERSION,
+        prompt_version=PROMPT_VERSION if prompt_style == "paper" else f"{PROMPT_VERSION}-{prompt_style}",
     )
 
 
@@ -114,8 +133,10 @@ def llm_groupings(
     *,
     max_tokens: int = 512,
     seed: int | None = None,
+    prompt_style: str = "paper",
 ) -> tuple[dict[str, Groups], list[dict]]:
-    """LLM groupings for the samples ``names`` (default: all gold samples).
+    """LLM groupings for the samples ``names`` (default: all gold samples), asked in
+    ``prompt_style`` (``paper`` or ``turns``, see the module doc).
 
     Returns ``(groupings, failures)``: ``groupings[name]`` is a list of label groups (its
     first member is the representative; ``[]`` for samples with fewer than two labels,
@@ -130,12 +151,14 @@ def llm_groupings(
     if missing:
         raise KeyError(f"{len(missing)} samples have neither gold nor predicted labels, "
                        f"e.g. {missing[:3]}")
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"unknown grouping prompt style {prompt_style!r}; choose from {PROMPT_STYLES}")
     sent = {n: sample_labels(gold.get(n, ()), pred.get(n, ())) for n in chosen}
     todo = [n for n in chosen if len(sent[n]) > 1]
 
     def one(name: str):
         return group_labels(sent[name], client, max_attempts=max_attempts,
-                            max_tokens=max_tokens, seed=seed)
+                            max_tokens=max_tokens, seed=seed, prompt_style=prompt_style)
 
     results = dict(zip(todo, run_bounded(one, todo, client.concurrency, progress=progress,
                                          desc="LLM grouping", unit="sample"),

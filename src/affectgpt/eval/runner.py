@@ -11,6 +11,7 @@ from rich.console import Console
 from affectgpt.eval.grouping import Groups, load_stored_groupings
 from affectgpt.eval.labels import (
     LabelFormatError,
+    ReferenceReading,
     parse_sample_labels,
     read_column,
     read_labels,
@@ -55,7 +56,7 @@ class EvalConfig:
     gold: str
     preds: list[str]
     metric: str = "set"
-    grouping: str = "lexical"  # stored:PATH | llm | lexical | none
+    grouping: str = "lexical"  # stored:PATH | llm | llm:turns | lexical | none
     label_syntax: str = "auto"  # auto | python | mertools
     gold_column: str = "openset"
     pred_column: str = "openset"
@@ -72,12 +73,29 @@ class EvalConfig:
 
 def resolve_syntax(cfg: EvalConfig) -> str:
     """``auto`` reads labels like MERTools when scoring with the reference's stored .npy
-    groupings (they were built from labels split that way), and properly otherwise."""
+    groupings (they were built from labels split that way); otherwise it stays ``auto``:
+    python syntax, except for values only the reference's rule reads (``[], ['a']``),
+    which are read that way and announced (:func:`notify_reference_readings`)."""
     if cfg.label_syntax != "auto":
         return cfg.label_syntax
     if cfg.grouping.startswith("stored:") and not cfg.grouping.lower().endswith(".json"):
         return "mertools"
-    return "python"
+    return "auto"
+
+
+def notify_reference_readings(readings: list[ReferenceReading], console: Console, limit: int = 5) -> None:
+    """Say which samples of which file were read by the reference's rule (``auto``)."""
+    by_file: dict[str, list[ReferenceReading]] = {}
+    for reading in readings:
+        by_file.setdefault(reading.path, []).append(reading)
+    for path, items in by_file.items():
+        shown = "; ".join(f"{r.sample} {r.text!r} -> {list(r.labels)}" for r in items[:limit])
+        more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+        console.print(
+            f"notice: {len(items)} value(s) in {path} hold several bracketed lists; read as the "
+            f"reference code (MERTools string_to_list) reads them, the first list only: {shown}"
+            f"{more}. Pass --label-syntax python to refuse such values.",
+            highlight=False, markup=False, soft_wrap=True)
 
 
 def _wheel_dir(cfg: EvalConfig) -> str:
@@ -89,14 +107,16 @@ def _wheel_dir(cfg: EvalConfig) -> str:
     return directory
 
 
-def _single_labels(path: str, cfg: EvalConfig, syntax: str) -> dict[str, list[str]]:
+def _single_labels(path: str, cfg: EvalConfig, syntax: str,
+                   readings: list[ReferenceReading]) -> dict[str, list[str]]:
     """Gold of single-label datasets: a bare label (``happy``) or a list."""
     raw = read_column(path, cfg.gold_column, name_column=cfg.name_column, encoding=cfg.encoding)
     out = {}
     for name, value in raw.items():
         text = "" if value is None else str(value).strip()
         if text.startswith("[") or text.startswith("［"):
-            out[name] = parse_sample_labels(text, syntax, sample=name, path=path)
+            out[name] = parse_sample_labels(text, syntax, sample=name, path=path,
+                                            reference_readings=readings)
         else:
             out[name] = [text.lower()] if text else []
     return out
@@ -127,16 +147,22 @@ def _groupings_for_run(cfg: EvalConfig, gold, pred, names, console: Console) -> 
 
         grouper = LexicalGrouper(wheel_dir=_wheel_dir(cfg) if cfg.lexical_wheel else None)
         return lexical_groupings(gold, pred, names, grouper=grouper), []
-    if kind == "llm":
-        from affectgpt.eval.llm_grouping import llm_groupings
+    if kind == "llm":  # llm (the paper's prompt) or llm:turns (its chat-turn form)
+        from affectgpt.eval.llm_grouping import PROMPT_STYLES, llm_groupings
+
+        if arg and arg not in PROMPT_STYLES:
+            raise EvaluationInputError(f"unknown LLM grouping prompt {arg!r} in --grouping "
+                                       f"{cfg.grouping}: use llm (the paper's) or llm:turns")
 
         client = cfg.llm.client()
         groupings, failures = llm_groupings(gold, pred, client, names=names,
                                             max_attempts=cfg.llm.max_attempts,
-                                            max_tokens=cfg.llm.max_tokens)
+                                            max_tokens=cfg.llm.max_tokens,
+                                            prompt_style=arg or "paper")
         console.print(f"LLM grouping: {client.calls} server calls, {len(failures)} failed samples")
         return groupings, failures
-    raise EvaluationInputError(f"unknown grouping {cfg.grouping!r}: use stored:PATH, llm, lexical or none")
+    raise EvaluationInputError(f"unknown grouping {cfg.grouping!r}: use stored:PATH, llm, llm:turns, "
+                               "lexical or none")
 
 
 def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> dict:
@@ -154,24 +180,30 @@ def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> dict:
     elif cfg.split:  # a split column in the gold file itself
         subset = read_names(cfg.gold, cfg.split)
 
+    readings: list[ReferenceReading] = []
+    notices = Console(stderr=True)
     if cfg.metric == "sentiment":
         gold = _sentiment_gold(cfg)
     elif cfg.metric == "hitrate":
-        gold = _single_labels(cfg.gold, cfg, syntax)
+        gold = _single_labels(cfg.gold, cfg, syntax, readings)
     else:
         gold = read_labels(cfg.gold, cfg.gold_column, name_column=cfg.name_column,
-                           syntax=syntax, encoding=cfg.encoding)
+                           syntax=syntax, encoding=cfg.encoding, reference_readings=readings)
+    notify_reference_readings(readings, notices)
     resources = None
     if cfg.metric != "set":
         from affectgpt.eval.wheel import WheelResources
 
         resources = WheelResources.load(_wheel_dir(cfg))
 
-    result: dict = {"config": asdict(cfg) | {"label_syntax_used": syntax}, "runs": []}
+    syntax_used = "python" if syntax == "auto" else syntax
+    result: dict = {"config": asdict(cfg) | {"label_syntax_used": syntax_used}, "runs": []}
     rows = []
     for pred_path in cfg.preds:
+        start = len(readings)
         pred = read_labels(pred_path, cfg.pred_column, name_column=cfg.name_column,
-                           syntax=syntax, encoding=cfg.encoding)
+                           syntax=syntax, encoding=cfg.encoding, reference_readings=readings)
+        notify_reference_readings(readings[start:], notices)
         names = select_names(gold, pred, subset, allow_missing=cfg.allow_missing)
         run: dict = {"pred": pred_path, "num_samples": len(names)}
         if cfg.metric == "set":
@@ -207,6 +239,8 @@ def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> dict:
         col: dict(zip(("mean", "std"), mean_std([values[i] for _, values in rows])))
         for i, col in enumerate(columns)
     }
+    # values read by the reference's rule under --label-syntax auto (gold and predictions)
+    result["label_reads_by_reference_rule"] = [r.to_dict() for r in readings]
     kind, _, arg = cfg.grouping.partition(":")
     grouping = f"{kind}:{Path(arg).name}" if arg else kind
     title = f"metric={cfg.metric}" + (f", grouping={grouping}" if cfg.metric == "set" else "")

@@ -3,7 +3,8 @@
 - :class:`ModelConfig` (+ :func:`load_preset`, :func:`apply_overrides`): typed config and
   the packaged presets ``paper``, ``paper-llama2``, ``qwen2.5-lora``, ``small``, ``tiny``.
 - :class:`QFormerAdapter`: a trainable branch (position embedding, Q-Former, projection);
-  :func:`load_video_llama_qformer` maps Video-LLaMA checkpoint names onto it.
+  :func:`load_video_llama_qformer` maps Video-LLaMA checkpoint names onto it and
+  :func:`load_video_llama_branches` loads them, reporting each branch's coverage.
 - :class:`PromptBuilder`: prompt text -> ids / labels / placeholder masks;
   :func:`splice_features` writes projected features into the placeholder rows.
 - :class:`AffectGPT`: adapters + frozen LLM (+ optional LoRA): ``forward`` (loss on the
@@ -33,7 +34,12 @@ from affectgpt.model.config import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from affectgpt.model.adapters import QFormerAdapter, load_video_llama_qformer
+    from affectgpt.model.adapters import (
+        PartialCheckpointError,
+        QFormerAdapter,
+        load_video_llama_branches,
+        load_video_llama_qformer,
+    )
     from affectgpt.model.affectgpt import (
         AffectGPT,
         AffectGPTOutput,
@@ -45,6 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {
     "QFormerAdapter": "affectgpt.model.adapters",
     "load_video_llama_qformer": "affectgpt.model.adapters",
+    "load_video_llama_branches": "affectgpt.model.adapters",
+    "PartialCheckpointError": "affectgpt.model.adapters",
     "AffectGPT": "affectgpt.model.affectgpt",
     "AffectGPTOutput": "affectgpt.model.affectgpt",
     "LLMMismatchError": "affectgpt.model.affectgpt",
@@ -75,6 +83,7 @@ __all__ = [
     "LLMMismatchError",
     "LoRAConfig",
     "ModelConfig",
+    "PartialCheckpointError",
     "PlaceholderMismatchError",
     "PromptBatch",
     "PromptBuilder",
@@ -85,6 +94,7 @@ __all__ = [
     "count_adapter_parameters",
     "load_config",
     "load_preset",
+    "load_video_llama_branches",
     "load_video_llama_qformer",
     "preset_names",
     "splice_features",

@@ -19,7 +19,9 @@ map onto it one-to-one (:func:`load_video_llama_qformer`).
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -231,3 +233,113 @@ def _map_key(name: str) -> str | None:
             if name == theirs:
                 return ours
     return None
+
+
+# The parts of a branch, as Video-LLaMA names them: video_query_tokens,
+# video_frame_position_embedding, video_Qformer, llama_proj (audio_* likewise).
+BRANCH_PARTS = ("query_tokens", "position_embedding", "qformer", "proj")
+
+
+class PartialCheckpointError(ValueError):
+    """A Video-LLaMA checkpoint that covers a branch only partly (e.g. a Q-Former layer is
+    missing); :func:`load_video_llama_branches` refuses it unless ``allow_partial=True``."""
+
+
+def read_video_llama_checkpoint(
+    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
+) -> Mapping[str, torch.Tensor]:
+    """A ``.pth`` path read with ``torch.load(weights_only=True)``, or the dict itself."""
+    if isinstance(checkpoint, Mapping):
+        return checkpoint
+    path = os.fspath(checkpoint)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickled objects other than tensors and containers
+        raise ValueError(
+            f"{path} cannot be read with torch.load(weights_only=True) ({exc}); if "
+            "you trust the file, load it yourself and pass the dict") from exc
+
+
+def load_video_llama_branches(
+    branches: Mapping[str, nn.Module],
+    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
+    *,
+    projections: bool = True,
+    allow_partial: bool = False,
+) -> dict:
+    """Initialise branch adapters (``{"video": QFormerAdapter, "audio": ...}``) from a
+    Video-LLaMA / AffectGPT checkpoint (a ``.pth`` path or its loaded dict).
+
+    Shapes must match (else ``ValueError``). ``projections=False`` leaves the ``proj``
+    layers alone (for an LLM of another hidden size). A branch the checkpoint covers only
+    partly (some of its parameters but not all, e.g. a missing Q-Former layer) raises
+    :class:`PartialCheckpointError` naming the branch and what is missing, unless
+    ``allow_partial=True`` (then the missing parameters keep their current values); a
+    branch the checkpoint does not hold at all is left as it is.
+
+    Returns ``{"loaded": [...], "skipped": [...], "coverage": {...}}``: ``loaded`` our
+    parameter names, ``skipped`` the checkpoint keys not used, and ``coverage[branch]``
+    ``{part: {"parameters", "of_parameters", "tensors", "of_tensors"}}`` for each part of
+    :data:`BRANCH_PARTS` (without ``proj`` when ``projections=False``) plus ``"all"``.
+    """
+    mapped, skipped = load_video_llama_qformer(read_video_llama_checkpoint(checkpoint))
+    own = {f"{branch}.{k}": v for branch, module in branches.items()
+           for k, v in module.state_dict().items()}
+    if not projections:
+        for key in [k for k in mapped if k.split(".")[1] == "proj"]:
+            skipped.append(key)
+            del mapped[key]
+    bad = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
+           for k, v in mapped.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    unknown = [k for k in mapped if k not in own]
+    if bad or unknown:
+        raise ValueError("Video-LLaMA weights do not fit this model's branches: "
+                         + "; ".join(bad + [f"{k}: no such parameter" for k in unknown]))
+    coverage = _coverage(own, mapped, projections)
+    partial = {b: c for b, c in coverage.items()
+               if 0 < c["all"]["parameters"] < c["all"]["of_parameters"]}
+    if partial and not allow_partial:
+        raise PartialCheckpointError("; ".join(
+            _describe_missing(branch, coverage[branch], own, mapped) for branch in partial)
+            + ". Pass allow_partial=True to load it anyway (the missing parameters keep their "
+              "current values).")
+    if not mapped:
+        warnings.warn("no Video-LLaMA branch weights found in the checkpoint", stacklevel=2)
+    for branch, module in branches.items():
+        prefix = f"{branch}."
+        module.load_state_dict({k[len(prefix):]: v for k, v in mapped.items() if k.startswith(prefix)},
+                               strict=False)
+    return {"loaded": sorted(mapped), "skipped": skipped, "coverage": coverage}
+
+
+def _coverage(own: Mapping[str, torch.Tensor], mapped: Mapping[str, torch.Tensor],
+              projections: bool) -> dict[str, dict[str, dict[str, int]]]:
+    coverage: dict[str, dict[str, dict[str, int]]] = {}
+    for name, tensor in own.items():
+        branch, part = name.split(".")[:2]
+        if part == "proj" and not projections:
+            continue
+        counts = coverage.setdefault(branch, {})
+        for key in (part, "all"):
+            entry = counts.setdefault(key, {"parameters": 0, "of_parameters": 0,
+                                            "tensors": 0, "of_tensors": 0})
+            entry["of_parameters"] += tensor.numel()
+            entry["of_tensors"] += 1
+            if name in mapped:
+                entry["parameters"] += tensor.numel()
+                entry["tensors"] += 1
+    return coverage
+
+
+def _describe_missing(branch: str, coverage: Mapping[str, Mapping[str, int]],
+                      own: Mapping[str, torch.Tensor], mapped: Mapping[str, torch.Tensor]) -> str:
+    total = coverage["all"]
+    parts = ", ".join(
+        f"{branch}.{part} {c['of_tensors'] - c['tensors']} tensors / "
+        f"{c['of_parameters'] - c['parameters']:,} parameters"
+        for part, c in coverage.items() if part != "all" and c["tensors"] < c["of_tensors"])
+    examples = [k for k in own if k.startswith(f"{branch}.") and k not in mapped][:3]
+    return (f"the checkpoint covers the {branch} branch only partly: "
+            f"{total['of_parameters'] - total['parameters']:,} of its "
+            f"{total['of_parameters']:,} parameters ({total['of_tensors'] - total['tensors']} "
+            f"tensors) are missing ({parts}; e.g. {', '.join(examples)})")

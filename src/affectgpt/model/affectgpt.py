@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from affectgpt.model.adapters import QFormerAdapter, count_parameters, load_video_llama_qformer
+from affectgpt.model.adapters import QFormerAdapter, count_parameters, load_video_llama_branches
 from affectgpt.model.config import ConfigError, ModelConfig, apply_overrides
 from affectgpt.model.llm import (
     apply_lora,
@@ -430,38 +429,20 @@ class AffectGPT(nn.Module):
 
     # ------------------------------------------------------------------ Video-LLaMA weights
     def load_video_llama(self, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
-                         *, projections: bool = True) -> dict[str, list[str]]:
+                         *, projections: bool = True, allow_partial: bool = False,
+                         ) -> dict[str, Any]:
         """Initialise the branches from a Video-LLaMA / AffectGPT checkpoint.
 
-        ``checkpoint`` is a ``.pth`` path or its loaded dict. Loads whatever branch
-        weights it holds (shapes must match, else ``ValueError``); ``projections=False``
-        leaves ``video.proj`` / ``audio.proj`` alone (for an LLM of another hidden size).
-        Returns ``{"loaded": [...], "skipped": [...]}`` (checkpoint keys not used).
+        ``checkpoint`` is a ``.pth`` path or its loaded dict. Shapes must match, else
+        ``ValueError``; ``projections=False`` leaves ``video.proj`` / ``audio.proj`` alone
+        (for an LLM of another hidden size). A branch covered only partly (e.g. a missing
+        Q-Former layer) raises :class:`~affectgpt.model.adapters.PartialCheckpointError`
+        unless ``allow_partial=True``. Returns ``{"loaded": [...], "skipped": [...],
+        "coverage": {branch: {part: counts}}}`` (see
+        :func:`~affectgpt.model.adapters.load_video_llama_branches`).
         """
-        if not isinstance(checkpoint, Mapping):
-            path = os.fspath(checkpoint)
-            try:
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # pickled objects other than tensors and containers
-                raise ValueError(
-                    f"{path} cannot be read with torch.load(weights_only=True) ({exc}); if "
-                    "you trust the file, load it yourself and pass the dict") from exc
-        mapped, skipped = load_video_llama_qformer(checkpoint)
-        if not projections:
-            for key in [k for k in mapped if k.split(".")[1] == "proj"]:
-                skipped.append(key)
-                del mapped[key]
-        own = self.state_dict()
-        bad = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
-               for k, v in mapped.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
-        unknown = [k for k in mapped if k not in own]
-        if bad or unknown:
-            raise ValueError("Video-LLaMA weights do not fit this model's branches: "
-                             + "; ".join(bad + [f"{k}: no such parameter" for k in unknown]))
-        if not mapped:
-            warnings.warn("no Video-LLaMA branch weights found in the checkpoint", stacklevel=2)
-        self.load_state_dict(mapped, strict=False)
-        return {"loaded": sorted(mapped), "skipped": skipped}
+        return load_video_llama_branches({"video": self.video, "audio": self.audio}, checkpoint,
+                                         projections=projections, allow_partial=allow_partial)
 
 
 def _swap_in(tmp: Path, target: Path) -> None:
