@@ -114,8 +114,10 @@ def unregister_speed_reporting_server(base_url: str) -> None:
 class ServerSpeedTimeout:
     """Per-request timeouts from an ``affectgpt serve-llm`` server's measured speed.
 
-    ``timeout = max(floor, margin + safety * max_tokens * seconds_per_step * rounds)``,
-    where ``seconds_per_step`` is the server's smoothed time of one decoding step and
+    ``timeout = max(floor, margin + safety * rounds * (max_tokens * seconds_per_step +
+    max_batch * prompt_tokens * seconds_per_prompt_token))``, where ``seconds_per_step`` is
+    the server's smoothed time of one decoding step, ``seconds_per_prompt_token`` its
+    prefill cost (the batch's other rows may be prefilled beside this one) and
     ``rounds = 1 + (queued + active) // max_batch`` counts the batches to wait for (from
     ``GET {base_url}/stats``, read at most every ``refresh`` seconds). Before the server
     has measured anything, or when its stats cannot be read, the timeout is ``floor``.
@@ -142,15 +144,18 @@ class ServerSpeedTimeout:
                     self._stats = None
             return self._stats
 
-    def __call__(self, max_tokens: int) -> float:
+    def __call__(self, max_tokens: int, prompt_tokens: int = 0) -> float:
         stats = self.stats() or {}
         step = stats.get("seconds_per_step")
         if not isinstance(step, (int, float)) or step <= 0:
             return self.floor
+        prefill = stats.get("seconds_per_prompt_token")
+        prefill = prefill if isinstance(prefill, (int, float)) and prefill > 0 else 0.0
         slots = max(1, int(stats.get("max_batch") or 1))
         busy = int(stats.get("queued") or 0) + int(stats.get("active") or 0)
         rounds = 1 + busy // slots
-        return max(self.floor, self.margin + self.safety * max_tokens * step * rounds)
+        work = max_tokens * step + slots * prompt_tokens * prefill
+        return max(self.floor, self.margin + self.safety * rounds * work)
 
 
 @dataclass
@@ -255,7 +260,7 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {key}"
         if adaptive_timeout is None:
             adaptive_timeout = self.base_url in _SPEED_REPORTING_SERVERS
-        self.timeout_for: Callable[[int], float] | None = (
+        self.timeout_for: Callable[[int, int], float] | None = (
             ServerSpeedTimeout(self.base_url, timeout) if adaptive_timeout else None)
         self._http = httpx.Client(
             headers=headers,
@@ -348,7 +353,8 @@ class ChatClient:
         if self.timeout_for is None:
             return self.timeout
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or 256
-        return self.timeout_for(int(max_tokens))
+        chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", ()))
+        return self.timeout_for(int(max_tokens), chars // 3)  # >= tokens for most text
 
     def _post(self, body: dict[str, Any]) -> ChatReply:
         attempts = 0

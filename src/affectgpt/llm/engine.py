@@ -176,7 +176,7 @@ class BatchedGenerator:
         self.batch_sizes: list[int] = []
         self.completion_tokens = 0  # in delivered replies
         self.generated_tokens = 0  # decoded, delivered or not
-        self.counts = {"submitted": 0, "completed": 0, "cancelled": 0, "failed": 0,
+        self.counts = {"submitted": 0, "completed": 0, "cancelled": 0, "errored": 0,
                        "refused": 0}
         self.seconds_per_step: float | None = None  # EWMA of one decoding step
         self.seconds_per_prompt_token: float | None = None  # EWMA of prefill cost
@@ -185,6 +185,7 @@ class BatchedGenerator:
         self._cond = threading.Condition(threading.RLock())  # RLock: abort() from a signal
         self._pending: deque[_Request] = deque()
         self._active: list[_Request] = []
+        self._admitting = 0  # rows taken from the queue, being prefilled
         self._worker: threading.Thread | None = None
         self._closed = False
         self._aborting = False
@@ -273,11 +274,13 @@ class BatchedGenerator:
                 else min(self.seconds_per_step, elapsed)  # the first step is the coldest
 
     def stats(self) -> dict[str, Any]:
-        """Counters and measured speed: ``queued``, ``active``, request counts, tokens,
+        """Counters and measured speed: ``queued``, ``active``, request counts (submitted,
+        completed, cancelled, errored, refused: queue full), tokens,
         ``seconds_per_step`` (one decoding step of the whole batch, smoothed) and
         ``seconds_per_prompt_token`` (prefill), None before the first measurement."""
         with self._cond:
-            return {**self.counts, "queued": len(self._pending), "active": len(self._active),
+            return {**self.counts, "queued": len(self._pending),
+                    "active": len(self._active) + self._admitting,
                     "max_batch": self.max_batch, "max_queue": self.max_queue,
                     "batches": len(self.batch_sizes), "decode_steps": self.decode_steps,
                     "completion_tokens": self.completion_tokens,
@@ -333,7 +336,7 @@ class BatchedGenerator:
         except InvalidStateError:  # cancelled meanwhile
             pass
         with self._cond:
-            self.counts["failed" if error is not None and not request.future.cancelled()
+            self.counts["errored" if error is not None and not request.future.cancelled()
                         else "cancelled"] += 1
 
     def _serve(self) -> None:
@@ -378,6 +381,7 @@ class BatchedGenerator:
                             self.counts["cancelled"] += 1
                         else:
                             joining.append(request)
+                self._admitting = len(joining)
             try:
                 if joining:
                     cache, mask, last = self._admit(joining, cache, mask, last)
@@ -387,6 +391,7 @@ class BatchedGenerator:
                 with self._cond:
                     failed = [*self._active, *(r for r in joining if r not in self._active)]
                     self._active = []
+                    self._admitting = 0
                 cache = mask = last = None
                 for request in failed:
                     self._resolve(request, error=exc)
@@ -434,6 +439,7 @@ class BatchedGenerator:
         with self._cond:
             start = len(self._active)
             self._active.extend(joining)
+            self._admitting = 0
         return self._accept(cache, mask, last, start)
 
     def _step(self, cache, mask, last):
