@@ -61,8 +61,9 @@ class LLMError(RuntimeError):
         self.url = url
 
 
-class InsecureAPIKeyError(ValueError):
-    """An API key would travel in clear text (plain ``http`` to a host that is not loopback)."""
+class InsecureAPIKeyError(LLMError):
+    """An API key would travel in clear text (plain ``http`` to a host that is not loopback);
+    raised when the client is made, before anything is sent."""
 
 
 REDACTED = "[redacted]"
