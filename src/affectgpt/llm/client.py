@@ -254,8 +254,9 @@ class ChatClient:
                 f"refusing to send the API key from ${api_key_env} in clear text to "
                 f"{redact_url(self.base_url)} (not https, not loopback): use an https:// base "
                 f"URL, name no key variable for a server that needs none (empty "
-                f"--llm-api-key-env / api_key_env), or pass --allow-insecure-api-key "
-                f"(allow_insecure_key=True) if this network is trusted")
+                f"--llm-api-key-env / api_key_env), or, if this network is trusted, allow it "
+                f"explicitly: --allow-insecure-api-key (annotate: --set "
+                f"STAGE.allow_insecure_api_key=true; Python: allow_insecure_key=True)")
         self._secrets = [key] if key else []
         if key:
             headers["Authorization"] = f"Bearer {key}"
