@@ -35,7 +35,7 @@ import numpy as np
 
 from affectgpt.annotate.config import AnnotateConfigError, StageConfig
 from affectgpt.llm.cache import ResponseCache
-from affectgpt.llm.client import ChatClient, Generation
+from affectgpt.llm.client import ChatClient, Generation, redact_url
 
 
 class BackendError(RuntimeError):
@@ -151,10 +151,12 @@ class OpenAIBackend:
         self.cfg = cfg
         self.client = ChatClient(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env,
                                  timeout=cfg.timeout, max_retries=cfg.max_retries,
-                                 backoff=cfg.backoff, concurrency=concurrency, cache=cache)
+                                 backoff=cfg.backoff, concurrency=concurrency, cache=cache,
+                                 allow_insecure_key=cfg.allow_insecure_api_key)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.cfg.model, "base_url": self.cfg.base_url}
+        return {"kind": self.kind, "model": self.cfg.model,
+                "base_url": redact_url(self.cfg.base_url)}
 
     def chat(self, messages: list[dict[str, Any]], *, prompt_version: str) -> Generation:
         params = self.cfg.decoding()

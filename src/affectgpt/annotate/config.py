@@ -73,6 +73,8 @@ class StageConfig:
         model: model name sent to the server; for ``transformers`` a local folder; for
             ``packaged`` a description of the model used (informational).
         api_key_env: environment variable holding the API key (unset is fine locally).
+        allow_insecure_api_key: send the key over plain http to a host that is not
+            loopback (refused otherwise; https and loopback always get it).
         accepts: modalities the model takes; checked at start-up against what the stage
             sends (audio for ``audio-clue``, video or images for ``video-clue``).
         prompt_version: versioned prompt set (see :mod:`affectgpt.annotate.prompts`).
@@ -102,6 +104,7 @@ class StageConfig:
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = ""
     api_key_env: str | None = "OPENAI_API_KEY"
+    allow_insecure_api_key: bool = False
     accepts: list[str] = field(default_factory=lambda: ["text"])
     prompt_version: str = "emer-coarse-v1"
     temperature: float = 0.0
@@ -179,8 +182,14 @@ class AnnotateConfig:
         return [s for s in STAGES if self.stages[s].enabled]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"concurrency": self.concurrency, "cache": self.cache,
-                "stages": {name: asdict(self.stages[name]) for name in STAGES}}
+        """The configuration as plain data; credentials in a ``base_url`` are redacted
+        (this is what ``run.json`` stores)."""
+        from affectgpt.llm.client import redact_url
+
+        stages = {name: asdict(self.stages[name]) for name in STAGES}
+        for stage in stages.values():
+            stage["base_url"] = redact_url(stage["base_url"])
+        return {"concurrency": self.concurrency, "cache": self.cache, "stages": stages}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)

