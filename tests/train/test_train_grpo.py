@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from affectgpt.data.collate import collate_batch
@@ -305,3 +309,27 @@ def test_resume_needs_the_reference(tmp_path):
     with pytest.raises(FileNotFoundError, match="reference"):
         run_grpo(make_policy(), clips, reward, train=cfg, grpo=grpo, extractor="answer",
                  resume=tmp_path / "checkpoint-1")
+
+
+def test_grpo_under_torchrun_two_ranks(tmp_path):
+    """Each rank samples its own clips; the weights stay identical across ranks."""
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    script = Path(__file__).with_name("grpo_ddp_script.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo",
+               TORCHELASTIC_ERROR_FILE=str(tmp_path / "error.json"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--standalone", str(script), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    rank0 = load_file(str(tmp_path / "rank0.safetensors"))
+    rank1 = load_file(str(tmp_path / "rank1.safetensors"))
+    initial = make_policy(seed=0).trainable_state_dict()
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert not all(torch.equal(rank0[k], initial[k]) for k in initial)
+    names = [set(json.loads((tmp_path / f"rank{r}.json").read_text())) for r in (0, 1)]
+    assert not names[0] & names[1] and names[0] | names[1] == {f"clip{i}" for i in range(8)}
+    log = read_jsonl(tmp_path / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2]  # 4 clips per rank, 2 per step
+    assert all("reward/length" in r and "kl" in r for r in log)
+    assert any(r["reward_std"] > 0 for r in log)
