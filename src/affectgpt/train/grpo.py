@@ -64,10 +64,10 @@ from affectgpt.train.trainer import EvalFn, Trainer, loss_of, move_to, trainable
 
 log = logging.getLogger("affectgpt.train")
 
-__all__ = ["GRPOConfig", "GRPOObjective", "GRPOTrainer", "LabelExtractor", "REFERENCE_FILE",
+__all__ = ["REFERENCE_FILE", "GRPOConfig", "GRPOObjective", "GRPOTrainer", "LabelExtractor",
            "RewardCache", "completion_lengths", "completion_logprobs", "grpo_loss",
-           "grpo_train_config", "group_advantages", "make_extractor", "repeat_batch",
-           "run_grpo", "swapped_weights"]
+           "grpo_train_config", "group_advantages", "llm_extractor", "make_extractor",
+           "repeat_batch", "run_grpo", "swapped_weights"]
 
 REFERENCE_FILE = "reference.safetensors"
 AGGREGATIONS = ("sequence", "token")
