@@ -111,3 +111,31 @@ def plot_scores(epochs: Sequence[int], scores: Mapping[str, Sequence[float]], pa
         return _save(fig, Path(path))
     finally:
         plt.close(fig)
+
+
+def plot_series(steps: Sequence[int], series: Mapping[str, Sequence[float]], path: str | Path,
+                *, window: int | None = None, ylabel: str = "value",
+                title: str = "training") -> Path:
+    """Several per-step curves on one plot (thin) with their trailing moving averages
+    (window as in :func:`plot_loss`); non-finite values are gaps."""
+    plt = _pyplot()
+    n = max((len(v) for v in series.values()), default=0)
+    if window is None:
+        window = max(1, min(200, n // 50))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    try:
+        for i, (name, values) in enumerate(sorted(series.items())):
+            color = f"C{i % 10}"
+            values = [float(v) if _finite(v) else math.nan for v in values]
+            ax.plot(steps, values, lw=0.6, alpha=0.4, color=color)
+            ax.plot(steps, trailing_moving_average(values, window), lw=1.6, color=color,
+                    label=name if window == 1 else f"{name} ({window}-step mean)")
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if series:
+            ax.legend(fontsize=8)
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)

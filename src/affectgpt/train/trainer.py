@@ -222,6 +222,8 @@ class Trainer:
         self.init_report: dict[str, Any] | None = None
         self.last_checkpoint: Path | None = None
         self._ddp: nn.Module | None = None
+        # extra numbers of the last step for train_log.jsonl (set by a subclass's _step)
+        self.step_metrics: dict[str, float] = {}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -508,6 +510,7 @@ class Trainer:
                               "lr": lr, "seconds": round(seconds, 6)}
                     if grad_norm is not None:
                         record["grad_norm"] = grad_norm
+                    record.update(self.step_metrics)
                     self._append("train_log.jsonl", record)
                 if bar is not None:
                     bar.update(1)
