@@ -338,9 +338,9 @@ class Transcriber:
                 raise ImportError(
                     f"speech recognition needs faster-whisper, which is not installed: "
                     f"{_INSTALL_HINT}") from exc
+            _ = self.model_id  # a folder without model.bin fails here, with a clear message
             source = (str(export_packaged_whisper_base_ct2()) if self.model_spec is None
                       else self.model_spec)
-            self.model_id  # noqa: B018 -- a folder without model.bin fails here, clearly
             self._model = WhisperModel(source, device=self.device,
                                        compute_type=self.compute_type,
                                        cpu_threads=self.cpu_threads)
