@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# speech clips and the packaged Whisper-base transcriber (shared with other test folders)
+from speech_clips import asr_cache, asr_cache_root, speech_dir, transcriber  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def emer_fine_files(shared_data: Path) -> dict[str, Path]:

@@ -73,7 +73,7 @@ def test_csv_is_readable_by_other_tools(tmp_path):
     path = write_manifest(_samples(tmp_path / "ds"), tmp_path / "ds" / "m.csv")
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first == ("name,video,audio,subtitle_en,subtitle_zh,description_en,description_zh,"
-                     "labels,split,source,extra")
+                     "labels,split,source,extra,subtitle_source")
     assert read_names(path, split="test") == ["c"]
 
 

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# speech clips and the packaged Whisper-base transcriber (shared with other test folders)
+from speech_clips import asr_cache, asr_cache_root, speech_dir, transcriber  # noqa: F401
+
 SAMPLE_RATE = 16000
 
 

@@ -2,6 +2,8 @@
 
 - :mod:`affectgpt.data.manifest`: :class:`Sample`, :func:`read_manifest`,
   :func:`write_manifest` (JSONL or CSV).
+- :mod:`affectgpt.data.asr`: :func:`transcribe_missing_subtitles` (empty subtitles from the
+  speech, with Whisper; ``subtitle_source="asr"``).
 - :mod:`affectgpt.data.importers`: EMER-Fine and plain video folders.
 - :mod:`affectgpt.data.splits`: deterministic seeded train/test splits, written down.
 - :mod:`affectgpt.data.synthetic`: real MP4 clips of talking faces with espeak-ng speech
@@ -12,6 +14,7 @@
   they need torch).
 """
 
+from affectgpt.data.asr import transcribe_missing_subtitles
 from affectgpt.data.importers import import_emer_fine, import_video_folder
 from affectgpt.data.manifest import (
     ManifestError,
@@ -47,6 +50,7 @@ __all__ = [
     "read_manifest",
     "read_split",
     "seeded_split",
+    "transcribe_missing_subtitles",
     "write_manifest",
     "write_split",
 ]

@@ -101,7 +101,8 @@ def import_emer_fine(
         video = find_video(video_dir, name) if video_dir is not None else None
         samples.append(Sample(name=name, video=video, subtitle_en=sub_en, subtitle_zh=sub_zh,
                               description_en=desc_en, description_zh=desc_zh,
-                              labels=list(labels[name]), source=source))
+                              labels=list(labels[name]), source=source,
+                              subtitle_source="given" if sub_zh or sub_en else ""))
     if video_dir is not None:
         absent = sum(s.video is None for s in samples)
         if absent:
@@ -150,7 +151,8 @@ def import_video_folder(
     for name in sorted(videos):
         sub_zh, sub_en = subtitles.get(name, ("", ""))
         samples.append(Sample(name=name, video=str(videos[name]), subtitle_en=sub_en,
-                              subtitle_zh=sub_zh, source=source))
+                              subtitle_zh=sub_zh, source=source,
+                              subtitle_source="given" if sub_zh or sub_en else ""))
     if subtitle_csv is not None:
         no_sub = sum(n not in subtitles for n in videos)
         no_video = sum(n not in videos for n in subtitles)

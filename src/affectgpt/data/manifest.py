@@ -2,7 +2,7 @@
 
 A manifest is a JSONL file (one JSON object per line) or a CSV file with the columns
 ``name, video, audio, subtitle_en, subtitle_zh, description_en, description_zh, labels,
-split, source, extra``. In CSV the labels are a bracketed list (``"['happy', 'joyful']"``)
+split, source, extra, subtitle_source``. In CSV the labels are a bracketed list (``"['happy', 'joyful']"``)
 and ``extra`` is a JSON object. Only ``name`` is required.
 
 Media paths in a manifest are relative to the manifest's folder (or absolute); reading
@@ -30,6 +30,9 @@ from affectgpt.io import atomic_path
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
 TEXT_FIELDS = ("subtitle_en", "subtitle_zh", "description_en", "description_zh")
 MEDIA_FIELDS = ("video", "audio")
+#: where a sample's subtitles came from: written by a person or importer, transcribed by
+#: speech recognition (:func:`affectgpt.data.asr.transcribe_missing_subtitles`), or unknown
+SUBTITLE_SOURCES = ("", "given", "asr")
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Sample:
         split: ``train`` / ``test`` / ... or None.
         source: where the sample came from (``emer-fine``, ``synthetic``, ...).
         extra: free-form JSON-serialisable data (e.g. synthetic generation parameters).
+        subtitle_source: where the subtitles came from: ``"given"`` (the dataset or the
+            user), ``"asr"`` (transcribed from the audio), or ``""`` (not recorded; older
+            manifests).
     """
 
     name: str
@@ -59,6 +65,7 @@ class Sample:
     split: str | None = None
     source: str | None = None
     extra: dict = field(default_factory=dict)
+    subtitle_source: str = ""
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Sample))
@@ -183,6 +190,11 @@ def _row_to_sample(row: dict, *, lineno: int, path: Path, base: Path, strict: bo
         if value is not None and not isinstance(value, str):
             raise fail(f"{key!r} must be a string, got {type(value).__name__}")
         values[key] = (value or "").strip() or None
+    origin = row.get("subtitle_source")
+    origin = "" if origin is None else origin
+    if not isinstance(origin, str) or origin.strip() not in SUBTITLE_SOURCES:
+        raise fail(f"'subtitle_source' must be one of {list(SUBTITLE_SOURCES)}, got {origin!r}")
+    values["subtitle_source"] = origin.strip()
     try:
         values["labels"] = parse_label_list(row.get("labels"))
     except LabelFormatError as exc:

@@ -4,6 +4,9 @@
   ``fingerprint()`` for feature caches).
 - :class:`WhisperAudioEncoder`: Whisper (packaged Whisper-base, or a local transformers
   checkpoint) -> one ``d_model`` vector per audio clip.
+- :mod:`affectgpt.encoders.asr`: speech to text (:class:`~affectgpt.encoders.asr.Transcriber`,
+  packaged Whisper-base through faster-whisper) and a transcript cache (imported on its own:
+  it needs the ``asr`` extra).
 """
 
 from affectgpt.encoders.base import FrozenEncoder, resolve_dtype, state_dict_sha256

@@ -22,9 +22,10 @@ file; a missing file raises :class:`FileNotFoundError`.
 
 Face crops (OpenCV, the ``faces`` extra)::
 
-    from affectgpt.media import crop_faces
+    from affectgpt.media import crop_faces, find_main_face
 
     crops = crop_faces(frames, size=224)     # FaceCrops: frames [8, 224, 224, 3], boxes, found
+    main = find_main_face(frames)            # the main speaker's face track, or has_face=False
     pixels = preprocess_frames(frames, face_crop=True)
 
 The torch-based names (from :mod:`affectgpt.media.transforms`) and the face-crop names (from
@@ -49,7 +50,16 @@ from .info import MediaInfo, probe
 from .video import SampledFrames, read_frames, sample_frame_indices, sample_frames
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .faces import FACE_CASCADE, FaceCrops, crop_faces, detect_faces
+    from .faces import (
+        FACE_CASCADE,
+        FaceCrops,
+        FaceTrack,
+        MainFace,
+        crop_faces,
+        detect_faces,
+        find_main_face,
+        track_faces,
+    )
     from .transforms import (
         CLIP_MEAN,
         CLIP_STD,
@@ -76,6 +86,8 @@ __all__ = [
     "CorruptMediaError",
     "EmptyMediaError",
     "FaceCrops",
+    "FaceTrack",
+    "MainFace",
     "MediaError",
     "MediaInfo",
     "NoAudioStreamError",
@@ -85,6 +97,7 @@ __all__ = [
     "audio_clips",
     "crop_faces",
     "detect_faces",
+    "find_main_face",
     "imagebind_audio_features",
     "kaldi_fbank",
     "kaldi_mel_banks",
@@ -94,6 +107,7 @@ __all__ = [
     "read_frames",
     "sample_frame_indices",
     "sample_frames",
+    "track_faces",
     "whisper_log_mel",
     "whisper_mel_filters",
 ]
@@ -117,7 +131,11 @@ _LAZY = {
         ),
         ".transforms",
     ),
-    **dict.fromkeys(("FACE_CASCADE", "FaceCrops", "crop_faces", "detect_faces"), ".faces"),
+    **dict.fromkeys(
+        ("FACE_CASCADE", "FaceCrops", "FaceTrack", "MainFace", "crop_faces", "detect_faces",
+         "find_main_face", "track_faces"),
+        ".faces",
+    ),
 }
 
 
