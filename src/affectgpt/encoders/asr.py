@@ -56,7 +56,8 @@ from affectgpt.encoders.whisper import (
     WHISPER_BASE_MODEL_BIN_SHA256,
     find_packaged_whisper_base,
 )
-from affectgpt.paths import atomic_write, cache_root, publish_directory
+from affectgpt.io import atomic_write, publish_directory
+from affectgpt.paths import cache_root
 
 __all__ = [
     "ASR_SAMPLE_RATE",
@@ -492,7 +493,7 @@ class TranscriptCache:
     modification time in this process; a waveform's float32 samples), the transcriber's
     :meth:`Transcriber.fingerprint` and the task, so a moved or copied file still hits and
     another model or option misses. Records are written atomically
-    (:func:`affectgpt.paths.atomic_write`) under ``folder/<key[:2]>/<key>.json``; an
+    (:func:`affectgpt.io.atomic_write`) under ``folder/<key[:2]>/<key>.json``; an
     unreadable record counts as a miss and is rewritten.
 
     Attributes:
