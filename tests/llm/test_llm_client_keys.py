@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from affectgpt.eval.runner import LLMConfig
 from affectgpt.llm import ChatClient, InsecureAPIKeyError, LLMError, redact_url
+from affectgpt.llm.endpoint import ChatEndpoint
 
 SECRET = "sk-test-5f2d9c81b7a4e6"
 KEY_ENV = "AFFECTGPT_TEST_API_KEY"
@@ -89,15 +89,15 @@ def test_url_credentials_stay_out_of_errors_and_records(tmp_path):
         client.chat(MSG)
     assert "sk-in-url" not in str(info.value) and "sk-in-url" not in info.value.url
     assert "sk-in-url" not in repr(client)
-    config = LLMConfig(base_url=url, cache=str(tmp_path / "cache.sqlite"))
+    config = ChatEndpoint(base_url=url, cache=str(tmp_path / "cache.sqlite"))
     assert config.to_dict()["base_url"] == "http://[redacted]@127.0.0.1:9/v1"
 
 
 def test_llm_config_passes_the_option(api_key, tmp_path):
     cache = str(tmp_path / "cache.sqlite")
     with pytest.raises(InsecureAPIKeyError):
-        LLMConfig(base_url="http://10.1.2.3/v1", api_key_env=KEY_ENV, cache=cache).client()
-    client = LLMConfig(base_url="http://10.1.2.3/v1", api_key_env=KEY_ENV, cache=cache,
+        ChatEndpoint(base_url="http://10.1.2.3/v1", api_key_env=KEY_ENV, cache=cache).client()
+    client = ChatEndpoint(base_url="http://10.1.2.3/v1", api_key_env=KEY_ENV, cache=cache,
                        allow_insecure_api_key=True).client()
     assert client._http.headers["Authorization"] == f"Bearer {SECRET}"
-    assert SECRET not in repr(LLMConfig(api_key_env=KEY_ENV))
+    assert SECRET not in repr(ChatEndpoint(api_key_env=KEY_ENV))

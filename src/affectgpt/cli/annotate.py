@@ -60,6 +60,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-base-url", help="base URL (ending in /v1) for every stage on the "
                                           "openai back-end")
     p.add_argument("--llm-model", help="model name for every stage on the openai back-end")
+    p.add_argument("--allow-insecure-api-key", action="store_true",
+                   help="send API keys over plain http to hosts that are not loopback (by default "
+                        "a key goes only to https endpoints and to this machine)")
     p.add_argument("--concurrency", type=int, help="requests in flight per stage (default: "
                                                    "the config's, 4)")
     p.add_argument("--cache", help="sqlite reply cache for openai stages (default: none; the "
@@ -149,6 +152,8 @@ def resolve_config(args: argparse.Namespace):
                 overrides.append(f"{stage}.base_url={args.llm_base_url}")
             if args.llm_model:
                 overrides.append(f"{stage}.model={args.llm_model}")
+            if getattr(args, "allow_insecure_api_key", False):
+                overrides.append(f"{stage}.allow_insecure_api_key=true")
     if args.concurrency is not None:
         overrides.append(f"concurrency={args.concurrency}")
     if args.cache:

@@ -38,13 +38,17 @@ Example (reproduces MERTools' stored result 0.5397841365461847):
     ev.add_argument("--grouping", default="lexical",
                     help="synonym grouping for --metric set: 'stored:PATH' (directory or zip of the "
                          "reference's per-sample .npy files, or JSON {name: [[...]]}), 'llm' (the paper's "
-                         "GPT grouping prompt through --llm-* options), 'lexical' (offline WordNet/cilin "
-                         "grouping; no server) or 'none' (default: %(default)s)")
+                         "GPT grouping prompt through --llm-* options), 'llm:turns' (the same instruction and "
+                         "example as separate chat turns, which small local models answer), "
+                         "'lexical' (offline WordNet/cilin grouping; no server) or 'none' (default: "
+                         "%(default)s)")
     ev.add_argument("--label-syntax", choices=("auto", "python", "mertools"), default="auto",
                     help="how label lists are split: 'python' respects quotes (\"don't believe\" is one "
                          "label); 'mertools' splits at every quote and comma like the reference code, "
                          "which its stored groupings need; 'auto' uses mertools with stored .npy "
-                         "groupings and python otherwise (default: %(default)s)")
+                         "groupings and python otherwise, and reads a value holding several lists "
+                         "(`[], [\"confused\"]`, as in released prediction files) like the "
+                         "reference, with a notice (default: %(default)s)")
     ev.add_argument("--gold-column", default="openset",
                     help="gold column: a label list; for hitrate one label; for sentiment a number "
                          "(default: %(default)s)")

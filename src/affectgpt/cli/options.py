@@ -14,9 +14,9 @@ version and request, so a rerun makes no server calls."""
 
 def add_llm_options(parser: argparse.ArgumentParser) -> None:
     """The ``--llm-*`` endpoint options and ``--local-server``."""
-    from affectgpt.eval.runner import LLMConfig
+    from affectgpt.llm.endpoint import ChatEndpoint
 
-    d = LLMConfig()
+    d = ChatEndpoint()
     g = parser.add_argument_group("LLM", LLM_HELP)
     g.add_argument("--llm-base-url", default=d.base_url,
                    help="base URL of the OpenAI-compatible API, ending in /v1 (default: %(default)s)")
@@ -25,6 +25,9 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--llm-api-key-env", default=d.api_key_env,
                    help="environment variable holding the API key; may be unset for local servers "
                         "(default: %(default)s)")
+    g.add_argument("--allow-insecure-api-key", action="store_true",
+                   help="send the API key over plain http to a host that is not loopback (by "
+                        "default a key goes only to https endpoints and to this machine)")
     g.add_argument("--llm-concurrency", type=int, default=d.concurrency,
                    help="requests in flight at once (default: %(default)s)")
     g.add_argument("--llm-timeout", type=float, default=d.timeout,
@@ -47,12 +50,14 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
 
 def llm_config(args: argparse.Namespace):
     """The endpoint the ``--llm-*`` options name."""
-    from affectgpt.eval.runner import LLMConfig
+    from affectgpt.llm.endpoint import ChatEndpoint
 
-    return LLMConfig(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_api_key_env,
-                     concurrency=args.llm_concurrency, timeout=args.llm_timeout,
-                     max_retries=args.llm_max_retries, max_attempts=args.llm_max_attempts,
-                     max_tokens=args.llm_max_tokens, cache=args.llm_cache)
+    return ChatEndpoint(base_url=args.llm_base_url, model=args.llm_model,
+                        api_key_env=args.llm_api_key_env,
+                        allow_insecure_api_key=args.allow_insecure_api_key,
+                        concurrency=args.llm_concurrency, timeout=args.llm_timeout,
+                        max_retries=args.llm_max_retries, max_attempts=args.llm_max_attempts,
+                        max_tokens=args.llm_max_tokens, cache=args.llm_cache)
 
 
 @contextlib.contextmanager

@@ -86,6 +86,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                         "a model folder or a checkpoint (ignored when resuming)")
     p.add_argument("--video-llama", metavar="PTH",
                    help="initialise the Q-Former branches from a Video-LLaMA/AffectGPT .pth")
+    p.add_argument("--video-llama-allow-partial", action="store_true",
+                   help="accept a --video-llama checkpoint that covers a branch only partly (the "
+                        "uncovered parameters stay random; results.json lists the coverage)")
     p.add_argument("--resume", metavar="auto|PATH",
                    help="continue a run: 'auto' (the latest checkpoint in --out, if any) or "
                         "a checkpoint folder")
@@ -165,7 +168,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_stage(args.preset, overrides=args.overrides, train=train,
                              manifest=args.manifest, eval_manifest=args.eval_manifest,
                              features=features, evaluation=evaluation,
-                             video_llama=args.video_llama, resume=args.resume,
+                             video_llama=args.video_llama,
+                             video_llama_allow_partial=args.video_llama_allow_partial,
+                             resume=args.resume,
                              train_split=args.train_split, withhold=args.withhold)
     r = result.results
     steps = r["train"]["step"]

@@ -150,7 +150,7 @@ def extract_labels_file(
 
     Writes ``output_path`` (CSV ``name,openset``; samples whose extraction failed are
     left out) and, when there are failures, ``<output>.failures.jsonl`` next to it.
-    ``llm`` is an :class:`~affectgpt.eval.runner.LLMConfig` for ``method="llm"``.
+    ``llm`` is an :class:`~affectgpt.llm.endpoint.ChatEndpoint` for ``method="llm"``.
     """
     console = console or Console(stderr=True)
     descriptions = {name: "" if text is None else str(text) for name, text in

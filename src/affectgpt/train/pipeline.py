@@ -54,7 +54,6 @@ import torch
 from affectgpt.data.collate import collate_batch
 from affectgpt.data.dataset import EmotionDataset
 from affectgpt.data.manifest import Sample, read_manifest
-from affectgpt.eval.runner import LLMConfig
 from affectgpt.eval.scoring import score_predictions
 from affectgpt.features.sources import (
     FeatureSettings,
@@ -64,6 +63,7 @@ from affectgpt.features.sources import (
 )
 from affectgpt.inference import predict, write_predictions_csv
 from affectgpt.io import atomic_write
+from affectgpt.llm.endpoint import ChatEndpoint
 from affectgpt.model.config import ConfigError, ModelConfig, load_config
 from affectgpt.train import checkpoint as ckpt
 from affectgpt.train import dist as tdist
@@ -86,7 +86,7 @@ class EvalSettings:
     ``"none"`` (labels compared verbatim); ``language``: subtitles and descriptions
     (``en``; the offline extractor reads English). Labels are extracted by the offline
     lexicon extractor, or with ``llm`` (an OpenAI-compatible endpoint, see
-    :class:`affectgpt.eval.runner.LLMConfig`) by the reference's LLM extraction protocol;
+    :class:`affectgpt.llm.endpoint.ChatEndpoint`) by the reference's LLM extraction protocol;
     a sample the LLM cannot answer validly scores as an empty prediction and is listed
     in the predictions JSON.
     """
@@ -95,7 +95,7 @@ class EvalSettings:
     max_new_tokens: int = 128
     grouping: str = "lexical"
     language: str = "en"
-    llm: LLMConfig | None = None
+    llm: ChatEndpoint | None = None
 
     def __post_init__(self) -> None:
         if self.grouping not in ("lexical", "none"):
@@ -209,6 +209,7 @@ def train_stage(
     features: FeatureSettings | None = None,
     evaluation: EvalSettings | None = None,
     video_llama: str | Path | None = None,
+    video_llama_allow_partial: bool = False,
     resume: str | os.PathLike | None = None,
     train_split: str | None = None,
     withhold: Sequence[str] = (),
@@ -224,7 +225,9 @@ def train_stage(
     split (e.g. ``"train"`` of a fine manifest whose ``test`` samples are held out).
     ``withhold``: modalities (``"video"``, ``"audio"``) the model never sees, in training
     nor in evaluation; withholding both trains a subtitle-only model, which needs LoRA
-    (the adapters would see nothing).
+    (the adapters would see nothing). ``video_llama``: a Video-LLaMA/AffectGPT ``.pth`` to
+    initialise the branches from; one that covers a branch only partly is refused unless
+    ``video_llama_allow_partial``.
     """
     unknown = sorted(set(withhold) - {"video", "audio"})
     if unknown:
@@ -248,7 +251,8 @@ def train_stage(
     try:
         return _train_stage(config, spec=model, overrides=overrides, train=train,
                             manifest=manifest, eval_manifest=eval_manifest, features=features,
-                            evaluation=evaluation, video_llama=video_llama, resume=resume,
+                            evaluation=evaluation, video_llama=video_llama,
+                            video_llama_allow_partial=video_llama_allow_partial, resume=resume,
                             train_split=train_split, withhold=tuple(withhold), out_dir=out_dir,
                             dist_info=dist_info, t0=t0)
     finally:
@@ -259,7 +263,7 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
                  overrides: Sequence[str], train: TrainConfig, manifest: str | Path,
                  eval_manifest: str | Path | None, features: FeatureSettings,
                  evaluation: EvalSettings, video_llama: str | Path | None,
-                 resume: str | os.PathLike | None, train_split: str | None,
+                 video_llama_allow_partial: bool, resume: str | os.PathLike | None, train_split: str | None,
                  withhold: tuple[str, ...], out_dir: Path, dist_info: tdist.DistInfo,
                  t0: float) -> StageResult:
     from affectgpt.model.affectgpt import AffectGPT
@@ -312,7 +316,8 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     net = AffectGPT.from_config(config, device=device)
     video_llama_report = None
     if video_llama is not None:
-        video_llama_report = net.load_video_llama(video_llama)
+        video_llama_report = net.load_video_llama(video_llama,
+                                                  allow_partial=video_llama_allow_partial)
         log.info("initialised %d branch weights from %s", len(video_llama_report["loaded"]),
                  video_llama)
     log.info("%s", net.summary())
@@ -371,6 +376,8 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
         "evaluation": asdict(evaluation),
         "init": {"from": cfg.init_from, "video_llama": str(video_llama) if video_llama else None,
                  "video_llama_loaded": len(video_llama_report["loaded"])
+                 if video_llama_report else None,
+                 "video_llama_coverage": video_llama_report["coverage"]
                  if video_llama_report else None},
         "exported_from": str(source),
         "model_dir": str(model_dir),
