@@ -38,6 +38,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -94,7 +95,7 @@ class DemoLimits:
     upload_seconds: float = 120.0
     request_seconds: float = 600.0
     allowed_hosts: tuple[str, ...] = ()
-    max_connections: int = 64
+    max_connections: int = 128
 
     def __post_init__(self):
         if self.max_active < 1 or self.max_connections < 1:
@@ -628,6 +629,14 @@ def load_demo_model(model_dir: str | None, preset: str = "small", overrides=(),
 
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn", "python_multipart")
+               if importlib.util.find_spec(m) is None]
+    if missing:  # before the model is loaded
+        print(f"affectgpt serve-demo: error: {', '.join(missing)} not installed: "
+              "pip install 'affectgpt[serve]'", file=sys.stderr)
+        return 2
     if not logging.getLogger().handlers:  # the server log: refusals, failures with details
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -644,7 +653,14 @@ def cmd_serve_demo(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host}: anyone who can reach this address can use "
               "the demo")
     signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly (uploads deleted) on kill too
-    with DemoServer(app, args.host, args.port, limits) as server:
+    try:
+        server = DemoServer(app, args.host, args.port, limits)
+    except OSError as exc:
+        app.close()
+        print(f"affectgpt serve-demo: error: cannot listen on {args.host}:{args.port}: {exc}",
+              file=sys.stderr)
+        return 2
+    with server:
         print(f"serving the AffectGPT demo on {server.url} (Ctrl-C stops)", flush=True)
         try:
             server.wait()

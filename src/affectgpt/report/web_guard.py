@@ -221,16 +221,16 @@ class RequestGuard:
         if method in SAFE_METHODS:
             await self.app(scope, receive, send_secured)
             return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.policy.max_body_bytes:
+            await refuse(413, self.policy.too_large)
+            return
         slot = self.slots.take()
         if slot is None:
             await refuse(503, f"the server is busy ({self.policy.max_active} requests at work); "
                               "try again in a moment", ((b"retry-after", b"5"),))
             return
         try:
-            declared = headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.policy.max_body_bytes:
-                await refuse(413, self.policy.too_large)
-                return
             scope[SLOT_KEY] = slot
             received = 0
             more_body = True
