@@ -51,7 +51,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
                                  b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"cache-control", b"no-store"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # "no-referrer" would make browsers send Origin: null
 )
 
 
