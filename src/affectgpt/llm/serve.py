@@ -29,7 +29,6 @@ body ``{"error": {"message", "type", "code"}}``:
 
 
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations at runtime
-import argparse
 import asyncio
 import json
 import os
@@ -283,60 +282,3 @@ def serve(model_dir: str | Path, *, host: str = "127.0.0.1", port: int = DEFAULT
         Server(config).run()
     finally:
         generator.close(cancel=True, timeout=5)
-
-
-def add_serve_llm_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``affectgpt serve-llm`` on an ``add_subparsers()`` object."""
-    p = subparsers.add_parser(
-        "serve-llm", help="an OpenAI-compatible chat server that batches concurrent requests",
-        description="Serve a transformers text model folder at /v1/chat/completions (OpenAI "
-                    "format, no streaming, text only) on loopback unless --host says otherwise. "
-                    "Concurrent requests (each with its own decoding parameters) are generated as one "
-                    "batch (a request joins the running batch at the next decoding step), so "
-                    "annotation at concurrency N runs up to N requests for about the price of "
-                    "one. A client that disconnects stops its generation; a full queue answers "
-                    "429 with Retry-After. GET /v1/stats shows the batch sizes and the speed.")
-    p.add_argument("model_dir", nargs="?",
-                   help="transformers model folder with a chat template (default: the packaged "
-                        "SmolLM2-135M-Instruct, exported on first use)")
-    p.add_argument("--name", help="model id clients send (default: the folder's path; the "
-                                  "folder's base name is accepted too)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=8,
-                   help="most requests generated together (default: %(default)s)")
-    p.add_argument("--gather-ms", type=float, default=50.0,
-                   help="how long the first request of a batch waits for others, in ms "
-                        "(default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="weight dtype (default: %(default)s; bfloat16 on a GPU)")
-    p.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
-                   help="requests that may wait for a slot beyond --max-batch; more get HTTP 429 "
-                        "with Retry-After (default: %(default)s)")
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
-                   help="largest request body; larger ones get HTTP 413 (default: %(default)s)")
-    p.add_argument("--max-tokens-limit", type=int, default=DEFAULT_MAX_TOKENS_LIMIT,
-                   help="largest max_tokens a request may ask for; more gets HTTP 400 "
-                        "(default: %(default)s)")
-    p.add_argument("--exit-on-stdin-eof", action="store_true",
-                   help="exit when standard input closes (the parent holding the pipe died); "
-                        "set by the servers that --local-server starts")
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info"),
-                   help="server log level (default: %(default)s)")
-    p.set_defaults(func=cmd_serve_llm)
-    return p
-
-
-def cmd_serve_llm(args: argparse.Namespace) -> int:
-    model_dir = args.model_dir
-    if model_dir is None:
-        from affectgpt.llm.server import export_smollm2
-
-        model_dir = export_smollm2()
-    serve(model_dir, host=args.host, port=args.port, max_batch=args.max_batch,
-          device=args.device, dtype=args.dtype, gather_seconds=args.gather_ms / 1000.0,
-          model_name=args.name, log_level=args.log_level, max_queue=args.max_queue,
-          max_body_bytes=args.max_body_bytes, max_tokens_limit=args.max_tokens_limit,
-          exit_on_stdin_eof=args.exit_on_stdin_eof)
-    return 0

@@ -3,7 +3,8 @@
 - :func:`write_report`: a run's results (the structure documented in
   :mod:`affectgpt.report.schema`) -> ``report.html`` (self-contained) and ``report.md``.
 - :mod:`affectgpt.report.web`: ``affectgpt serve-demo``, a local page that describes an
-  uploaded clip with a loaded model (standard library only).
+  uploaded clip with a loaded model (FastAPI on uvicorn; limits in
+  :mod:`affectgpt.report.web_guard`).
 """
 
 from __future__ import annotations

@@ -1,47 +1,54 @@
 """``affectgpt serve-demo``: a local web page that describes an uploaded clip.
 
-Standard library only (``http.server``; multipart bodies parsed with :mod:`email`). The
-model is loaded once; calls into it are serialised by a lock, so concurrent requests
-queue instead of racing on one model. Uploads are size-limited, stored under random
-names in a private temporary folder (the few most recent are kept, so the subtitle can
-be edited and the same clip described again without uploading it again) and deleted when
-the server stops. Unreadable uploads give a page that says what is wrong with the file.
+The page is served by FastAPI on uvicorn (the stack of ``serve-llm``): the framework parses
+the multipart form (python-multipart; file parts spill to an anonymous temporary file past
+1 MiB) and :class:`~affectgpt.report.web_guard.RequestGuard` enforces the limits of
+:class:`DemoLimits` before the page code runs: body size counted as it arrives (413),
+upload time (408), requests at work (503), ``Host`` and ``Origin`` checks (403). Errors
+inside the server give a generic page; the details go to the server log only.
+
+The model is loaded once; calls into it are serialised by a lock, so concurrent requests
+queue instead of racing on one model, and a request still waiting when its time is up
+(``request_seconds``) gets a 504. Uploads are stored under random names in a private
+temporary folder (the few most recent are kept, so the subtitle can be edited and the
+same clip described again without uploading it again) and deleted when the server stops.
+Unreadable uploads give a page that says what is wrong with the file.
 
 .. code-block:: python
 
     from affectgpt.inference import Describer
-    from affectgpt.report.web import DemoApp, DemoServer
+    from affectgpt.report.web import DemoApp, DemoLimits, DemoServer
 
     app = DemoApp(Describer.from_pretrained("runs/demo/model"), max_new_tokens=96)
-    with DemoServer(app, "127.0.0.1", 7860) as server:
-        server.serve_forever()
+    with DemoServer(app, "127.0.0.1", 7860, DemoLimits(max_active=2)) as server:
+        print(server.url)
+        server.wait()
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import base64
 import email.message
-import email.parser
-import email.policy
 import ipaddress
 import logging
 import re
 import secrets
 import shutil
-import signal
 import socket
 import tempfile
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from affectgpt.report.render import CSS, esc, frame_strip, jpeg_bytes
+from affectgpt.report.assets import frame_strip, jpeg_bytes
+from affectgpt.report.html import CSS, esc
+from affectgpt.report.web_guard import SLOT_KEY, GuardPolicy, RequestGuard
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 64.0
 FORM_SLACK = 256 * 1024  # room for the subtitle and the multipart headers around the file
 MAX_SUBTITLE_CHARS = 4000
+COPY_CHUNK = 1 << 20
 
 
 class UploadError(Exception):
@@ -57,6 +65,40 @@ class UploadError(Exception):
     def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST):
         super().__init__(message)
         self.status = status
+
+
+class ModelBusy(Exception):
+    """The model stayed busy with other requests until this one's time was up."""
+
+
+@dataclass(frozen=True)
+class DemoLimits:
+    """The limits of the demo's HTTP server (the largest clip is
+    :attr:`DemoApp.max_upload_bytes`).
+
+    Args:
+        max_active: describe requests being uploaded, waiting for the model or described
+            at once; one more gets 503 at once, before its body is read.
+        upload_seconds: time for a request's whole body to arrive (408 after).
+        request_seconds: time from a request's arrival to its answer, upload, wait for the
+            model and describing included (504 after; a description already running
+            finishes in the background and keeps its place in ``max_active``).
+        allowed_hosts: ``Host`` names answered besides IP addresses and ``localhost``
+            (``*``: any). A page reached under another name is refused (DNS rebinding).
+        max_connections: open connections at once (uvicorn answers 503 beyond).
+    """
+
+    max_active: int = 4
+    upload_seconds: float = 120.0
+    request_seconds: float = 600.0
+    allowed_hosts: tuple[str, ...] = ()
+    max_connections: int = 128
+
+    def __post_init__(self):
+        if self.max_active < 1 or self.max_connections < 1:
+            raise ValueError("max_active and max_connections must be at least 1")
+        if self.upload_seconds <= 0 or self.request_seconds <= 0:
+            raise ValueError("upload_seconds and request_seconds must be positive")
 
 
 @dataclass
@@ -107,18 +149,21 @@ class DemoApp:
         self._dir = Path(tempfile.mkdtemp(prefix="affectgpt-demo-"))
 
     # ------------------------------------------------------------------ uploads
-    def store_upload(self, data: bytes, filename: str) -> str:
-        """Keep an uploaded clip under a random name; returns its id."""
-        if not data:
-            raise UploadError("the uploaded file is empty")
-        if len(data) > self.max_upload_bytes:
-            raise UploadError(f"the clip is larger than {self.max_upload_bytes / 2**20:.0f} MiB",
-                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    def store_upload(self, data: bytes | BinaryIO, filename: str) -> str:
+        """Keep an uploaded clip (bytes, or a binary file read from where it stands) under a
+        random name; returns its id. :class:`UploadError` when it is empty or too large."""
         clip_id = secrets.token_hex(12)
         suffix = Path(filename).suffix.lower()
         suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".bin"
         path = self._dir / f"{clip_id}{suffix}"
-        path.write_bytes(data)
+        try:
+            size = _copy_limited(data, path, self.max_upload_bytes)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if size == 0:
+            path.unlink(missing_ok=True)
+            raise UploadError("the uploaded file is empty")
         with self._uploads_lock:
             self._uploads[clip_id] = (path, Path(filename).name or "clip")
             while len(self._uploads) > self.keep_uploads:
@@ -127,6 +172,7 @@ class DemoApp:
         return clip_id
 
     def upload(self, clip_id: str) -> tuple[Path, str] | None:
+        """``(path, original file name)`` of a kept upload, or None."""
         with self._uploads_lock:
             return self._uploads.get(clip_id)
 
@@ -135,9 +181,13 @@ class DemoApp:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ describing
-    def describe(self, clip_id: str, subtitle: str) -> Result:
+    def describe(self, clip_id: str, subtitle: str, *, deadline: float | None = None) -> Result:
         """Sample frames and describe a stored clip; errors about the file end up in
-        ``Result.error`` (nothing about the server's own paths is shown)."""
+        ``Result.error`` (nothing about the server's own paths is shown).
+
+        ``deadline`` (a :func:`time.monotonic` time): give up with :class:`ModelBusy` when
+        the model is still busy with other requests then.
+        """
         from affectgpt.media import MediaError, NoVideoStreamError, read_frames
 
         found = self.upload(clip_id)
@@ -152,14 +202,17 @@ class DemoApp:
         except MediaError as exc:
             result.error = _media_message(exc, filename)
             return result
+        wait = -1 if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if not self._model_lock.acquire(timeout=wait):
+            raise ModelBusy("the model stayed busy with other requests")
         started = time.perf_counter()
         try:
-            with self._model_lock:
-                out = self.model.describe(path, subtitle or None,
-                                          max_new_tokens=self.max_new_tokens)
+            out = self.model.describe(path, subtitle or None, max_new_tokens=self.max_new_tokens)
         except MediaError as exc:
             result.error = _media_message(exc, filename)
             return result
+        finally:
+            self._model_lock.release()
         result.description = str(out.description)
         result.labels = [str(label) for label in out.labels]
         used = [m for m in ("video", "audio") if getattr(out, f"has_{m}", False)]
@@ -167,6 +220,30 @@ class DemoApp:
                         ("streams used", ", ".join(used + (["subtitle"] if subtitle else [])) or "none"),
                         ("time", f"{getattr(out, 'seconds', time.perf_counter() - started):.1f} s")]
         return result
+
+
+def _copy_limited(data: bytes | BinaryIO, path: Path, limit: int) -> int:
+    """Write ``data`` to ``path``; :class:`UploadError` (413) once it passes ``limit`` bytes."""
+    too_large = UploadError(f"the clip is larger than {size_text(limit)}",
+                            HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        if len(data) > limit:
+            raise too_large
+        path.write_bytes(data)
+        return len(data)
+    size = 0
+    with open(path, "wb") as out:
+        while chunk := data.read(COPY_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            out.write(chunk)
+    return size
+
+
+def size_text(n: int) -> str:
+    """``64 MiB`` or, under a MiB, ``64 KiB``."""
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
 
 
 def _media_message(exc: Exception, filename: str) -> str:
@@ -212,7 +289,7 @@ def render_page(app: DemoApp, result: Result | None = None, error: str = "") -> 
         f'<textarea id="subtitle" name="subtitle" maxlength="{MAX_SUBTITLE_CHARS}">'
         f"{esc(subtitle)}</textarea>"
         '<button type="submit" id="submit">Describe</button>'
-        f'<p class="hint">Clips up to {app.max_upload_bytes / 2**20:.0f} MiB. Describing takes a '
+        f'<p class="hint">Clips up to {size_text(app.max_upload_bytes)}. Describing takes a '
         "few seconds on a CPU; requests are answered one at a time.</p>"
         "</form></section>")
     body = ""
@@ -243,241 +320,268 @@ def render_page(app: DemoApp, result: Result | None = None, error: str = "") -> 
         "</main></body></html>\n")
 
 
-# --------------------------------------------------------------------------- HTTP
+# --------------------------------------------------------------------------- forms
 
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
-    """``multipart/form-data`` body -> ``{field: (filename or None, bytes)}`` (the first part
-    of each name wins). :class:`UploadError` when the body is not such a form.
+    """A ``multipart/form-data`` body held in memory -> ``{field: (filename or None, bytes)}``
+    (the first part of each name wins); :class:`UploadError` when it is not such a form or
+    is cut off. Parsed by python-multipart, the parser the server's framework streams
+    requests through (the server itself never holds a whole body in memory)."""
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
 
-    The body is split at its boundary with ``bytes.find`` (one copy per part, linear time);
-    only the short part headers go through :mod:`email` for their quoting rules.
-    """
     kind = email.message.Message()
     kind["Content-Type"] = content_type
     boundary = kind.get_param("boundary")
     if kind.get_content_type() != "multipart/form-data" or not isinstance(boundary, str) \
             or not 1 <= len(boundary) <= 70:
         raise UploadError("expected a multipart/form-data form")
-    delimiter = b"--" + boundary.encode("latin-1", "replace")
-    separator = b"\r\n" + delimiter
-    pos = body.find(delimiter)
-    if pos < 0:
-        raise UploadError("the form could not be read (no boundary)")
-    pos += len(delimiter)
     fields: dict[str, tuple[str | None, bytes]] = {}
-    headers_parser = email.parser.HeaderParser(policy=email.policy.HTTP)
-    while not body.startswith(b"--", pos):  # "--" after a delimiter closes the form
-        start = body.find(b"\r\n", pos) + 2  # past transport padding and the line break
-        end = body.find(separator, start)
-        split = body.find(b"\r\n\r\n", start, end) if end >= 0 else -1
-        if start < 2 or split < 0:
-            raise UploadError("the form could not be read (the upload may have been cut off)")
-        headers = headers_parser.parsestr(body[start:split + 2].decode("utf-8", "replace"))
-        name = headers.get_param("name", header="content-disposition")
-        if isinstance(name, str) and name not in fields:
-            fields[name] = (headers.get_filename(), body[split + 4:end])
-        pos = end + len(separator)
+    part: dict[str, Any] = {}
+    ended = False
+
+    def on_part_begin() -> None:
+        part.clear()
+        part.update(headers=[], name=b"", value=b"", data=bytearray())
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        part["name"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        part["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        part["headers"].append((part["name"].lower(), part["value"]))
+        part["name"] = part["value"] = b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        part["data"] += data[start:end]
+
+    def on_part_end() -> None:
+        disposition = dict(part["headers"]).get(b"content-disposition", b"")
+        _, options = parse_options_header(disposition)
+        name = options.get(b"name")
+        filename = options.get(b"filename")
+        if name is not None and name.decode("utf-8", "replace") not in fields:
+            fields[name.decode("utf-8", "replace")] = (
+                None if filename is None else filename.decode("utf-8", "replace"),
+                bytes(part["data"]))
+
+    def on_end() -> None:
+        nonlocal ended
+        ended = True
+
+    parser = MultipartParser(boundary.encode("latin-1", "replace"), {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
+        "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_part_data": on_part_data, "on_part_end": on_part_end, "on_end": on_end})
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError:
+        raise UploadError("the form could not be read (no boundary)") from None
+    if not ended:
+        raise UploadError("the form could not be read (the upload may have been cut off)")
     return fields
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: DemoServer
-    protocol_version = "HTTP/1.1"
-    server_version = "affectgpt-demo"
+# --------------------------------------------------------------------------- HTTP
 
-    def log_message(self, fmt: str, *args) -> None:
-        logger.info("%s %s", self.address_string(), fmt % args)
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path in ("/", "/describe"):
-            self._send_page(render_page(self.server.app))
-        elif path == "/healthz":
-            self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
-        else:
-            self._send_page(render_page(self.server.app, error="no such page"), HTTPStatus.NOT_FOUND)
+def create_app(demo: DemoApp, limits: DemoLimits | None = None):
+    """The FastAPI app of the demo page, behind a
+    :class:`~affectgpt.report.web_guard.RequestGuard` enforcing ``limits`` (default:
+    :class:`DemoLimits`). Routes: ``GET /`` (the form), ``POST /describe`` (upload or
+    ``clip_id``, and ``subtitle``), ``GET /healthz``."""
+    import contextlib
+    import functools
 
-    def do_POST(self) -> None:
-        app = self.server.app
-        if self.path.split("?", 1)[0] != "/describe":
-            self._drain(int(self.headers.get("Content-Length") or 0))
-            self._send_page(render_page(app, error="no such page"), HTTPStatus.NOT_FOUND)
-            return
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse, PlainTextResponse
+    from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
+
+    limits = limits or DemoLimits()
+    executor = ThreadPoolExecutor(limits.max_active, thread_name_prefix="affectgpt-demo")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_api):
         try:
-            fields = self._read_form()
-            subtitle = _field_text(fields, "subtitle")[:MAX_SUBTITLE_CHARS].strip()
-            filename, data = fields.get("clip", (None, b""))
-            if filename or data:
-                clip_id = app.store_upload(data, filename or "clip")
-            else:
-                clip_id = _field_text(fields, "clip_id")
-                if not clip_id:
-                    raise UploadError("choose a video clip to upload")
-            result = app.describe(clip_id, subtitle)
+            yield
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    api = FastAPI(title="affectgpt serve-demo", docs_url=None, redoc_url=None,
+                  openapi_url=None, lifespan=lifespan)
+
+    def page(html: str, status: int = HTTPStatus.OK) -> HTMLResponse:
+        return HTMLResponse(html, status_code=int(status))
+
+    async def index(request):
+        return page(render_page(demo))
+
+    async def healthz(request):
+        return PlainTextResponse("ok\n")
+
+    async def describe(request):
+        deadline = time.monotonic() + limits.request_seconds
+        loop = asyncio.get_running_loop()
+        try:
+            async with request.form(max_files=1, max_fields=4, max_part_size=FORM_SLACK) as form:
+                subtitle = _form_text(form.get("subtitle"))[:MAX_SUBTITLE_CHARS].strip()
+                clip = form.get("clip")
+                if isinstance(clip, UploadFile) and (clip.filename or clip.size):
+                    clip_id = await loop.run_in_executor(
+                        executor, demo.store_upload, clip.file, clip.filename or "clip")
+                else:
+                    clip_id = _form_text(form.get("clip_id"))
+                    if not clip_id:
+                        raise UploadError("choose a video clip to upload")
+        except ClientDisconnect:  # the client left, or the guard answered already
+            return PlainTextResponse("", status_code=400)
+        except HTTPException as exc:  # the framework could not read the form
+            return page(render_page(demo, error=f"the form could not be read: {exc.detail}"),
+                        exc.status_code)
         except UploadError as exc:
-            self._send_page(render_page(app, error=str(exc)), exc.status)
-            return
-        except Exception as exc:  # a model failure must answer the page, not drop it
-            logger.exception("describe failed")
-            self._send_page(render_page(app, error=f"the model failed: {type(exc).__name__}: {exc}"),
-                            HTTPStatus.INTERNAL_SERVER_ERROR)
-            return
-        status = HTTPStatus.BAD_REQUEST if result.error else HTTPStatus.OK
-        self._send_page(render_page(app, result), status)
-
-    def _read_form(self) -> dict[str, tuple[str | None, bytes]]:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            raise UploadError("chunked uploads are not supported", HTTPStatus.LENGTH_REQUIRED)
+            return page(render_page(demo, error=str(exc)), exc.status)
+        work = loop.run_in_executor(
+            executor, functools.partial(demo.describe, clip_id, subtitle, deadline=deadline))
+        slot = request.scope.get(SLOT_KEY)
+        if slot is not None:
+            slot.keep_until(work)
         try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self.close_connection = True
-            raise UploadError("the request has no valid Content-Length",
-                              HTTPStatus.LENGTH_REQUIRED) from None
-        limit = self.server.app.max_upload_bytes
-        if length > limit + FORM_SLACK:
-            self._drain(length)
-            raise UploadError(f"the clip is larger than {limit / 2**20:.0f} MiB",
-                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            raise UploadError("the upload was cut off")
-        return parse_multipart(self.headers.get("Content-Type", ""), body)
+            result = await asyncio.wait_for(asyncio.shield(work),
+                                            max(deadline - time.monotonic(), 0.0))
+        except (asyncio.TimeoutError, ModelBusy):
+            return page(render_page(demo, error=f"no answer within {limits.request_seconds:g} s "
+                                                "(the model is busy or slow); try again later"),
+                        HTTPStatus.GATEWAY_TIMEOUT)
+        except UploadError as exc:
+            return page(render_page(demo, error=str(exc)), exc.status)
+        except Exception:  # the details go to the log only: they may hold paths
+            logger.exception("describing upload %s failed", clip_id)
+            return page(render_page(demo, error=SERVER_ERROR), HTTPStatus.INTERNAL_SERVER_ERROR)
+        return page(render_page(demo, result),
+                    HTTPStatus.BAD_REQUEST if result.error else HTTPStatus.OK)
 
-    def _drain(self, length: int) -> None:
-        """Read and drop a body we refuse, so the browser gets to read our answer; a body
-        far over the limit is not read and the connection is closed instead."""
-        if length > 8 * (self.server.app.max_upload_bytes + FORM_SLACK):
-            self.close_connection = True
-            return
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 20))
-            if not chunk:
-                break
-            length -= len(chunk)
+    async def http_error(request, exc: HTTPException):
+        message = {404: "no such page", 405: "that method is not allowed here"}.get(
+            exc.status_code, HTTPStatus(exc.status_code).phrase.lower())
+        response = page(render_page(demo, error=message), exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
 
-    def _send_page(self, page: str, status: HTTPStatus = HTTPStatus.OK) -> None:
-        self._send(status, page.encode("utf-8"), "text/html; charset=utf-8")
+    async def server_error(request, exc: Exception):
+        return page(render_page(demo, error=SERVER_ERROR), HTTPStatus.INTERNAL_SERVER_ERROR)
 
-    def _send(self, status: HTTPStatus, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'none'; img-src data:; "
-                         "style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'")
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
+    api.add_route("/", index, methods=["GET"])
+    api.add_route("/describe", index, methods=["GET"])
+    api.add_route("/describe", describe, methods=["POST"])
+    api.add_route("/healthz", healthz, methods=["GET"])
+    api.add_exception_handler(HTTPException, http_error)
+    api.add_exception_handler(Exception, server_error)
+    too_large = f"the clip is larger than {size_text(demo.max_upload_bytes)}"
+    api.add_middleware(
+        RequestGuard, error_page=lambda status, message: render_page(demo, error=message),
+        policy=GuardPolicy(max_body_bytes=demo.max_upload_bytes + FORM_SLACK,
+                           body_seconds=limits.upload_seconds, max_active=limits.max_active,
+                           allowed_hosts=frozenset(limits.allowed_hosts), too_large=too_large))
+    return api
 
 
-def _field_text(fields: dict[str, tuple[str | None, bytes]], name: str) -> str:
-    return fields.get(name, (None, b""))[1].decode("utf-8", "replace")
+SERVER_ERROR = "describing the clip failed on the server; the server log has the details"
 
 
-class DemoServer(ThreadingHTTPServer):
-    """The HTTP server of a :class:`DemoApp`; ``port=0`` picks a free port (see ``url``).
-    Closing it deletes the app's uploads."""
+def _form_text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
-    daemon_threads = True
 
-    def __init__(self, app: DemoApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT):
+class DemoServer:
+    """:func:`create_app` served by uvicorn on a background thread; ``port=0`` picks a free
+    port (see :attr:`url`). The listening host, when it is a name, is added to the allowed
+    ``Host`` names. Closing it stops the server and deletes the app's uploads.
+
+    Args:
+        app: the demo.
+        host: address to listen on.
+        port: port (0: any free one).
+        limits: the server's limits (default: :class:`DemoLimits`).
+        start_seconds: how long to wait for the server to answer before giving up.
+    """
+
+    def __init__(self, app: DemoApp, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                 limits: DemoLimits | None = None, *, start_seconds: float = 30.0):
+        import dataclasses
+
+        import uvicorn
+
         self.app = app
-        if ":" in host:
-            self.address_family = socket.AF_INET6
-        super().__init__((host, port), _Handler)
+        limits = limits or DemoLimits()
+        extra = [] if _is_ip(host) else [host]
+        if not is_loopback(host):
+            extra.append(socket.gethostname())
+        self.limits = dataclasses.replace(limits, allowed_hosts=(*limits.allowed_hosts, *extra))
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = infos[0]
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._socket.bind(address)
+            self._socket.listen(128)
+        except OSError:
+            self._socket.close()
+            raise
+        config = uvicorn.Config(create_app(app, self.limits), http="h11", lifespan="on",
+                                log_config=None, limit_concurrency=self.limits.max_connections,
+                                timeout_graceful_shutdown=5)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name="affectgpt-demo-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + start_seconds
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the demo server did not start; see the log")
+            time.sleep(0.02)
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = self._socket.getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/"
 
-    def server_close(self) -> None:
-        super().server_close()
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C raises ``KeyboardInterrupt`` meanwhile)."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def close(self) -> None:
+        """Stop serving (requests at work get a few seconds) and delete the uploads."""
+        self._server.should_exit = True
+        self._thread.join(30)
+        self._socket.close()
         self.app.close()
 
+    def __enter__(self) -> DemoServer:
+        return self
 
-# --------------------------------------------------------------------------- CLI
-
-
-def add_serve_demo_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``affectgpt serve-demo`` on an ``add_subparsers()`` object."""
-    p = subparsers.add_parser(
-        "serve-demo", help="a local web page: upload a clip, get its emotion description",
-        description="Load a model once and serve a page on which a clip is uploaded, its "
-                    "subtitle typed or edited, and the model's description, the emotion labels "
-                    "extracted from it and sampled frames shown. Listens on 127.0.0.1 unless "
-                    "--host says otherwise; requests are answered one at a time.")
-    from affectgpt.cli.options import add_model_source_options
-
-    add_model_source_options(p, preset=True)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help="port (0: any free one; default: %(default)s)")
-    p.add_argument("--max-new-tokens", type=int, help="longest description in tokens "
-                                                      "(default: the model's)")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
-                   help="largest clip accepted, in MiB (default: %(default)s)")
-    p.add_argument("--frames", type=_positive_int, default=8, help="frames shown per clip (default: %(default)s)")
-    p.set_defaults(func=cmd_serve_demo)
-    return p
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def load_demo_model(model_dir: str | None, preset: str = "small", overrides=(),
-                    device: str | None = "auto") -> tuple[Any, str, str]:
-    """``(model, name, warning)``: a trained checkpoint, or ``preset`` with untrained
-    adapters (and a warning saying so)."""
-    from affectgpt.inference import Describer, load_model
-
-    model = Describer(load_model(model_dir, preset, overrides, device).eval())
-    if model_dir:
-        return model, str(model_dir), ""
-    warning = (f"no trained model given: the {preset!r} preset's adapters are untrained "
-               "(random), so the descriptions show the pipeline, not what a trained model says. "
-               "Start the demo with --model DIR for a trained one.")
-    return model, f"{preset} (untrained)", warning
-
-
-def cmd_serve_demo(args: argparse.Namespace) -> int:
-    model, name, warning = load_demo_model(args.model, args.preset, args.overrides, args.device)
-    if warning:
-        print(f"warning: {warning}")
-    app = DemoApp(model, warning=warning, max_new_tokens=args.max_new_tokens,
-                  max_upload_bytes=int(args.max_upload_mb * 2**20), frames=args.frames,
-                  model_name=name)
-    server = DemoServer(app, args.host, args.port)
-    if not _is_loopback(args.host):
-        print(f"warning: listening on {args.host}: anyone who can reach this address can use "
-              "the demo")
-    print(f"serving the AffectGPT demo on {server.url} (Ctrl-C stops)", flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly (uploads deleted) on kill too
+def _is_ip(host: str) -> bool:
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address."""
     if host == "localhost":
         return True
     try:
@@ -486,5 +590,5 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-__all__ = ["DemoApp", "DemoServer", "Result", "UploadError", "add_serve_demo_parser",
-           "load_demo_model", "parse_multipart", "render_page"]
+__all__ = ["DemoApp", "DemoLimits", "DemoServer", "ModelBusy", "Result", "UploadError",
+           "create_app", "is_loopback", "parse_multipart", "render_page"]
