@@ -30,9 +30,10 @@ SLACK = 256 * 1024  # what the form may add around it (web.FORM_SLACK)
 def tiny_model():
     """The tiny preset: real weights, but its encoders are the 'synthetic' ones of the
     feature tests, so describing a real clip fails inside the model (ConfigError)."""
+    from affectgpt.inference import Describer
     from affectgpt.model import AffectGPT, load_config
 
-    return AffectGPT.from_config(load_config("tiny")).eval()
+    return Describer(AffectGPT.from_config(load_config("tiny")).eval())
 
 
 @pytest.fixture
