@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/affectgpt demo
+	$(BIN)/affectgpt demo --results-file benchmarks/results/demo-cpu.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

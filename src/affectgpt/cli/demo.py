@@ -46,6 +46,9 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     de.add_argument("--reduced", action="store_true",
                     help="the reduced demo (a few tiny clips, the tiny random LLM, one epoch per "
                          "stage; about a minute): checks the whole path, not the results")
+    de.add_argument("--results-file", metavar="JSON",
+                    help="also write the seeds' results there (make demo: "
+                         "benchmarks/results/demo-cpu.json, the README table's source)")
     de.add_argument("--fresh", action="store_true",
                     help="delete this configuration's work folder and start over")
     de.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -65,5 +68,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from affectgpt.demo import load_demo_config, run_demo
 
     cfg = load_demo_config(args.config, args.set, reduced=args.reduced)
-    run_demo(cfg, args.out, fresh=args.fresh, progress=False if args.no_progress else None)
+    run_demo(cfg, args.out, fresh=args.fresh, progress=False if args.no_progress else None,
+             results_file=args.results_file)
     return 0
