@@ -136,6 +136,16 @@ def render_readme_block(results: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def render_pending_block() -> str:
+    """The README's demo block while no results file is committed: no numbers at all."""
+    return "\n".join([
+        README_START,
+        "No full run is committed yet: `make demo` writes `benchmarks/results/demo-cpu.json`, "
+        "and `python scripts/readme_demo_table.py` renders this block (tables, machine, "
+        "seeds, findings) from it; a test checks that the two agree.",
+        README_END])
+
+
 def replace_readme_block(readme: str, block: str) -> str:
     """``readme`` with its demo block replaced by ``block`` (the markers must be there)."""
     start, end = readme.find(README_START), readme.find(README_END)
