@@ -67,17 +67,28 @@ def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
         assert summary["profile"][key] > 0, key
     assert [s["name"] for s in results["systems"]][:len(names)] == names
     assert results["ablation"]["cues"] == list(CUES)
-    # the robust part of the paper's findings on the reduced demo's own data
+    # the findings are computed from the seeds' test scores as measured by the steps
     findings = {f["statement"]: f for f in summary["findings"]}
     trained = findings["trained above untrained"]
-    assert trained["holds"] and trained["clear"], trained
+
+    def mean_avg(step):
+        runs = [demo.steps_output(f"{step}-seed{seed}")["test"]["avg"] for seed in cfg.seeds]
+        return sum(runs) / len(runs)
+
+    assert trained["difference"] == pytest.approx(mean_avg("stage2") - mean_avg("untrained"))
+    assert trained["holds"] == (trained["difference"] > 0)
     # every trained system chose its checkpoint on validation; the test split chose nothing
     for record in demo.steps.records:
         if record.name.startswith("stage"):
             run = json.loads((demo.work / record.name / "results.json").read_text())
             assert run["protocol"]["select_on"] == "val"
             assert run["train_config"]["best_metric"] in ("val/avg", None)
-            assert run["eval_manifest"] is None and run["protocol"]["validation"]["n"] >= 1
+            assert run["eval_manifest"] is None
+            if record.name.startswith("stage2"):  # the fine clips all have gold labels
+                assert run["protocol"]["validation"]["n"] >= 1
+            else:  # stage 1's annotated pool may hold no labels to validate on
+                assert run["protocol"]["validation"]["n"] >= 1 or \
+                    run["protocol"]["selection"].startswith("last epoch")
     # the coarse pool was annotated by the pipeline
     annotate = demo.steps_output("annotate")
     assert annotate["exported"] == annotate["clips"] == cfg.coarse
@@ -98,9 +109,10 @@ def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
     html = (report_dir / "report.html").read_text()
     md = (report_dir / "report.md").read_text()
     for text in ("stage 1 + stage 2", "text only", "Accuracy_s", clip["name"],
-                 "best epoch on validation", summary["machine"]["cpu"]):
+                 "best epoch on validation"):
         assert text in html
         assert text.replace("+", r"\+").replace("_", r"\_") in md  # Markdown-escaped
+    assert summary["machine"]["cpu"] in html and "vector extensions" in md
     assert (report_dir / "report_files" / "clip_frames.jpg").stat().st_size > 1000
     from affectgpt.model import AffectGPT
 

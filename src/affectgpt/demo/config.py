@@ -139,13 +139,14 @@ class DemoConfig:
     @classmethod
     def reduced(cls) -> DemoConfig:
         """The demo in about a minute (what `make test` runs): a few tiny clips, the tiny
-        random LLM on the real encoders, one epoch per stage, annotation in-process."""
+        random LLM on the real encoders, one epoch per stage, two seeds, annotation
+        in-process."""
         return cls(coarse=4, fine=6, test_fraction=0.5, clip_seconds=[2.0, 2.4], clip_size=96,
                    workers=1, annotate_backend="transformers", annotate_max_tokens=16,
                    annotate_concurrency=1, annotate_filter=False, stage1_targets="annotated", preset="tiny", overrides=list(TINY_ON_REAL_ENCODERS),
                    stage1_epochs=1, stage2_epochs=1, batch_size=2, lr=1e-3, min_lr=1e-4,
                    warmup_steps=0, eval_max_new_tokens=6, eval_batch_size=4,
-                   describe_max_new_tokens=8)
+                   describe_max_new_tokens=8, seeds=[0, 1])
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
