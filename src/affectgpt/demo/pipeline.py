@@ -307,7 +307,7 @@ class Demo:
             profile = {"train_forward_backward_s": round(t["train_s"] - t.get("eval_s", 0), 3),
                        "val_generation_s": t.get("eval_s", 0.0),
                        "test_generation_s": round(test_s, 3),
-                       "features_s": t["features_s"], "export_s": t["export_s"]}
+                       "feature_cache_read_s": t["features_s"], "export_s": t["export_s"]}
             return ({"out_dir": str(result.out_dir), "model": str(result.model_dir),
                      "seed": seed, "steps": r["train"]["step"], "test": test,
                      "selection": r["protocol"]["selection"],
