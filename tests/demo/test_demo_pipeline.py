@@ -11,12 +11,17 @@ import pytest
 from rich.console import Console
 
 from affectgpt.demo import Demo, DemoConfig, DemoConfigError, load_demo_config
-from affectgpt.demo.pipeline import CUES, SYSTEMS, Steps
+from affectgpt.demo.pipeline import CUES, MODALITY_SYSTEMS, SYSTEMS, Steps
 
 pytestmark = pytest.mark.slow
 
-STEPS = ["corpus", "annotate", "features", "untrained", "text-only", "stage1", "stage2-only",
-         "stage2", "describe"]
+
+def _steps(cfg: DemoConfig) -> list[str]:
+    per_seed = ["untrained", "stage1", "stage2-only", "stage2"]
+    if cfg.modalities:
+        per_seed += ["stage2-only-no-video", "stage2-only-no-audio"]
+    return (["corpus", "annotate", "features", "text-only"]
+            + [f"{step}-seed{seed}" for seed in cfg.seeds for step in per_seed] + ["describe"])
 
 
 def _require_stack():
@@ -38,29 +43,63 @@ def demo_run(tmp_path_factory):
 
 def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
     out, demo, report_dir = demo_run
-    assert [r.name for r in demo.steps.records] == STEPS
+    cfg = demo.cfg
+    assert [r.name for r in demo.steps.records] == _steps(cfg)
     assert not any(r.reused for r in demo.steps.records)
     assert report_dir.parent == out and report_dir.name.startswith("demo-")
     results = json.loads((report_dir / "results.json").read_text())
-    assert [s["name"] for s in results["systems"]] == [name for name, _, _ in SYSTEMS]
-    for system in results["systems"]:
-        assert set(system["scores"]["test"]) == {"accuracy", "recall", "avg"}
-        assert all(0.0 <= v <= 1.0 for v in system["scores"]["test"].values())
+    summary = json.loads((report_dir / "demo-results.json").read_text())
+    names = [name for name, _, _ in SYSTEMS]
+    assert [s["name"] for s in summary["systems"]] == names
+    assert [s["name"] for s in summary["modalities"]] == (
+        [name for name, _, _ in MODALITY_SYSTEMS] if cfg.modalities else [])
+    for row in summary["systems"]:
+        single = row["step"] == "text-only"
+        assert row["seeds"] == (cfg.seeds[:1] if single else cfg.seeds)
+        for column in ("accuracy", "recall", "avg"):
+            cell = row["scores"][column]
+            assert len(cell["values"]) == row["runs"]
+            assert 0.0 <= cell["mean"] <= 1.0 and cell["std"] >= 0.0
+    assert summary["selection"] == "best epoch on validation"
+    assert summary["machine"]["cpu"] and summary["machine"]["vector_extensions"]
+    for key in ("train_forward_backward_s", "val_generation_s", "test_generation_s",
+                "features_s"):
+        assert summary["profile"][key] > 0, key
+    assert [s["name"] for s in results["systems"]][:len(names)] == names
     assert results["ablation"]["cues"] == list(CUES)
-    assert set(results["checks"]) == {"trained > untrained", "trained > text only",
-                                      "stage 1 + stage 2 >= stage 2 only"}
-    assert [t["name"] for t in results["timings"]] == STEPS
-    # the coarse pool was annotated by the pipeline, and stage 1 trained on that export
+    # the findings are computed from the seeds' test scores as measured by the steps
+    findings = {f["statement"]: f for f in summary["findings"]}
+    trained = findings["trained above untrained"]
+
+    def mean_avg(step):
+        runs = [demo.steps_output(f"{step}-seed{seed}")["test"]["avg"] for seed in cfg.seeds]
+        return sum(runs) / len(runs)
+
+    assert trained["difference"] == pytest.approx(mean_avg("stage2") - mean_avg("untrained"))
+    assert trained["holds"] == (trained["difference"] > 0)
+    # every trained system chose its checkpoint on validation; the test split chose nothing
+    for record in demo.steps.records:
+        if record.name.startswith("stage"):
+            run = json.loads((demo.work / record.name / "results.json").read_text())
+            assert run["protocol"]["select_on"] == "val"
+            assert run["train_config"]["best_metric"] in ("val/avg", None)
+            assert run["eval_manifest"] is None
+            if record.name.startswith("stage2"):  # the fine clips all have gold labels
+                assert run["protocol"]["validation"]["n"] >= 1
+            else:  # stage 1's annotated pool may hold no labels to validate on
+                assert run["protocol"]["validation"]["n"] >= 1 or \
+                    run["protocol"]["selection"].startswith("last epoch")
+    # the coarse pool was annotated by the pipeline
     annotate = demo.steps_output("annotate")
-    assert annotate["exported"] == annotate["clips"] == 4
-    stage1 = json.loads((demo.work / "stage1" / "results.json").read_text())
-    assert stage1["manifest"] == annotate["annotated"]  # the reduced demo's stage1_targets
-    coarse = [json.loads(line) for line in open(annotate["annotated"], encoding="utf-8")]
-    assert all("annotate" in row["extra"] for row in coarse)
-    # stage 2 started from stage 1; the text-only system never saw video or audio
-    stage2 = json.loads((demo.work / "stage2" / "results.json").read_text())
-    assert stage2["init"]["from"] == str(demo.work / "stage1" / "model")
-    text_only = json.loads((demo.work / "text-only" / "predictions.json").read_text())
+    assert annotate["exported"] == annotate["clips"] == cfg.coarse
+    first = cfg.seeds[0]
+    stage1 = json.loads((demo.work / f"stage1-seed{first}" / "results.json").read_text())
+    assert stage1["manifest"] == (annotate["annotated"] if cfg.stage1_targets == "annotated"
+                                  else demo.steps_output("corpus")["coarse"])
+    # stage 2 started from stage 1's validation-selected export; text only saw no media
+    stage2 = json.loads((demo.work / f"stage2-seed{first}" / "results.json").read_text())
+    assert stage2["init"]["from"] == str(demo.work / f"stage1-seed{first}" / "model")
+    text_only = json.loads((demo.work / "text-only" / "test-predictions.json").read_text())
     assert text_only["withheld"] == ["video", "audio"]
     assert not any(p["has_video"] or p["has_audio"] for p in text_only["predictions"])
     # the described clip is a test clip, described by the two-stage model
@@ -69,9 +108,11 @@ def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
     assert clip["has_video"] and clip["has_audio"]
     html = (report_dir / "report.html").read_text()
     md = (report_dir / "report.md").read_text()
-    for text in ("stage 1 + stage 2", "text only", "Accuracy_s", clip["name"]):
+    for text in ("stage 1 + stage 2", "text only", "Accuracy_s", clip["name"],
+                 "best epoch on validation"):
         assert text in html
         assert text.replace("+", r"\+").replace("_", r"\_") in md  # Markdown-escaped
+    assert summary["machine"]["cpu"] in html and "vector extensions" in md
     assert (report_dir / "report_files" / "clip_frames.jpg").stat().st_size > 1000
     from affectgpt.model import AffectGPT
 
@@ -84,12 +125,13 @@ def test_rerun_reuses_every_finished_step(demo_run):
     again = Demo(demo.cfg, out, progress=False, console=Console(quiet=True))
     assert again.work == demo.work
     report_dir = again.run()
-    assert [r.name for r in again.steps.records] == STEPS
+    assert [r.name for r in again.steps.records] == _steps(demo.cfg)
     assert all(r.reused for r in again.steps.records)
     assert report_dir != first_report or report_dir.exists()
     first = json.loads((first_report / "results.json").read_text())
     second = json.loads((report_dir / "results.json").read_text())
     assert first["systems"] == second["systems"] and first["ablation"] == second["ablation"]
+    assert first["findings"] == second["findings"]
 
 
 def test_demo_report_renders_in_chromium(demo_run, page):

@@ -31,12 +31,13 @@ def test_train_cli_end_to_end(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--preset", "tiny", *_sets(), "--stage", "2", "--manifest",
             str(corpus["fine"]), "--split", "train", "--eval-manifest", str(corpus["fine"]),
-            "--out", str(out),
+            "--out", str(out), "--select-on", "test",
             "--train", "epochs=2", "--train", "batch_size=2", "--train", "lr=1e-3",
             "--train", "progress=false", "--max-new-tokens", "6", "--eval-batch-size", "3"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"model: {out / 'model'}" in printed and "stage2: 4 steps" in printed
+    assert "[checkpoint: best epoch on test (paper protocol)]" in printed
 
     # feature caches next to the manifests (train + eval), one per encoder; the silent
     # clip has no audio

@@ -15,8 +15,12 @@ The main job, on its embedded defaults (about 15 minutes on a 2-core CPU, no GPU
      labels), scored against the generator's truth
   3. frozen-encoder features of every clip cached (face-cnn, Whisper-base)
   4. the paper's Table 4 in miniature with the `small` preset: untrained, text only,
-     stage 1 only, stage 2 only, stage 1 + stage 2, each scored on the test split after
-     every epoch with the 2024 set metric
+     stage 1 only, stage 2 only, stage 1 + stage 2, and a modality ablation (stage 2
+     without video / audio); every trained system once per seed (seeds), its checkpoint
+     chosen on a validation split carved from its training clips (select_on=test: best
+     epoch on test, the paper protocol, labelled so), scored on the test split at that
+     checkpoint with the 2024 set metric; mean ± std over the seeds and the paper's
+     findings checked
   5. one test clip described by the two-stage model
   6. OUT/demo-<time>/report.html and report.md: results table, per-modality ablation,
      loss and accuracy curves, the described clip with its frames, step timings
@@ -28,8 +32,9 @@ run continues where it stopped.
 Settings (--set KEY=VALUE or a YAML --config): seed, coarse, fine, test_fraction,
 clip_seconds, clip_size, fine_style, workers, annotate, annotate_backend,
 annotate_max_tokens, annotate_concurrency, annotate_filter, stage1_targets, preset, overrides, stage1_epochs,
-stage2_epochs, batch_size, lr, min_lr, warmup_steps, device, eval_max_new_tokens,
-eval_batch_size, describe_max_new_tokens (see affectgpt.demo.DemoConfig).
+stage2_epochs, batch_size, lr, min_lr, warmup_steps, stage2_lr, stage2_min_lr,
+stage2_warmup_steps, device, seeds, val_fraction, select_on, modalities,
+eval_max_new_tokens, eval_batch_size, describe_max_new_tokens (see affectgpt.demo.DemoConfig).
 """
 
 
@@ -46,6 +51,9 @@ def add_demo_parser(subparsers) -> argparse.ArgumentParser:
     de.add_argument("--reduced", action="store_true",
                     help="the reduced demo (a few tiny clips, the tiny random LLM, one epoch per "
                          "stage; about a minute): checks the whole path, not the results")
+    de.add_argument("--results-file", metavar="JSON",
+                    help="also write the seeds' results there (make demo: "
+                         "benchmarks/results/demo-cpu.json, the README table's source)")
     de.add_argument("--fresh", action="store_true",
                     help="delete this configuration's work folder and start over")
     de.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -65,5 +73,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from affectgpt.demo import load_demo_config, run_demo
 
     cfg = load_demo_config(args.config, args.set, reduced=args.reduced)
-    run_demo(cfg, args.out, fresh=args.fresh, progress=False if args.no_progress else None)
+    run_demo(cfg, args.out, fresh=args.fresh, progress=False if args.no_progress else None,
+             results_file=args.results_file)
     return 0

@@ -31,7 +31,10 @@ What happens:
   3. every eval_every epochs the --eval-manifest clips are described (greedy), labels
      are extracted offline and scored with the 2024 set metric (lexical grouping) on
      the whole set and its train/test splits (whole/avg, test/avg, ...)
-  4. the best checkpoint (best_metric, default test/avg) or the last is exported to
+     and on a validation split carved from the training samples (val_size, val_seed;
+     OUT/splits/validation.csv): val/avg, ...
+  4. the best checkpoint on validation (best_metric, default val/avg; --select-on test:
+     best epoch on test (paper protocol), labelled so) or the last is exported to
      OUT/model (AffectGPT.from_pretrained / affectgpt infer --model OUT/model)
 
 Outputs in OUT: config.json, train_log.jsonl, eval_log.jsonl, loss.png, scores.png,
@@ -95,6 +98,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--paper", action="store_true",
                    help="start from the paper's schedule (batch 3, 100 epochs of 1000 / 88 "
                         "iterations, lr 3e-5 -> 1e-5, warm-up 1000) instead of the defaults")
+    p.add_argument("--select-on", choices=("val", "test", "last"),
+                   help="what chooses the exported checkpoint: val (default), test = best "
+                        "epoch on test (paper protocol), last (same as --train select_on=...)")
     p.add_argument("--train-config", metavar="FILE",
                    help="YAML or JSON file of trainer settings (applied before --train)")
     p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
@@ -143,6 +149,8 @@ def train_config_from_args(args: argparse.Namespace):
         for item in args.train_overrides:
             key, value = parse_override(item)
             settings[key] = value
+    if args.select_on:
+        settings["select_on"] = args.select_on
     settings["out_dir"] = str(args.out)
     if args.init_from:
         settings["init_from"] = str(args.init_from)
@@ -175,11 +183,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     r = result.results
     steps = r["train"]["step"]
     line = f"{r['stage']}: {steps} steps in {r['timings']['total_s']:.1f} s"
-    best = r["scores"]["best"] or r["scores"]["last"]
+    best = r["scores"]["selected"]
     if best:
         shown = {k: round(v, 4) for k, v in best.items() if k.endswith("/avg")}
         line += f"; scores {shown}"
-    print(line)
+    print(line + f" [checkpoint: {r['scores']['selection']}]")
     print(f"model: {result.model_dir}\nresults: {result.results_path}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Seeded, written-down train/test splits.
+"""Seeded, written-down train/test splits, and validation splits carved from training data.
 
 The paper's EMER-Fine split (266 train / 66 test) was never published, so ours is
 seeded and saved next to the results. The assignment does not depend on any random
@@ -6,6 +6,11 @@ number generator implementation: every name gets the key ``sha256(f"{seed}:{name
 and the ``n_test`` names with the smallest keys form the test set. It is therefore the
 same on every Python/NumPy version and platform, independent of the input order, and a
 name's rank does not change when other names are added or removed.
+
+A validation split (:func:`validation_split`) is carved from the training side the same
+way, with its own key ``sha256(f"{seed}:val:{name}")`` so that it is independent of the
+test split made with the same seed: checkpoints and hyper-parameters are chosen on it,
+never on the test split.
 
 A split is stored as a CSV ``name,split`` (readable by
 :func:`affectgpt.eval.labels.read_names` with ``split="test"``) plus a sidecar JSON
@@ -27,6 +32,8 @@ from affectgpt.eval.labels import read_table
 from affectgpt.io import atomic_path
 
 SPLIT_METHOD = "sha256-rank-v1"
+VALIDATION_METHOD = "sha256-rank-val-v1"
+VALIDATION = "val"
 EMER_FINE_TRAIN_SIZE = 266
 EMER_FINE_TEST_SIZE = 66
 
@@ -35,16 +42,22 @@ def _key(seed: int, name: str) -> str:
     return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
 
 
-def _n_test(test_size: int | float, n: int) -> int:
+def _n_test(test_size: int | float, n: int, what: str = "test") -> int:
     if isinstance(test_size, bool):
-        raise TypeError("test_size must be an int (count) or a float in [0, 1] (fraction)")
+        raise TypeError(f"{what}_size must be an int (count) or a float in [0, 1] (fraction)")
     if isinstance(test_size, float):
         if not 0.0 <= test_size <= 1.0:
-            raise ValueError(f"test fraction must be in [0, 1], got {test_size}")
+            raise ValueError(f"{what} fraction must be in [0, 1], got {test_size}")
         return math.floor(test_size * n + 0.5)
     if not 0 <= test_size <= n:
-        raise ValueError(f"test size {test_size} is not between 0 and the {n} names")
+        raise ValueError(f"{what} size {test_size} is not between 0 and the {n} names")
     return int(test_size)
+
+
+def split_count(size: int | float, n: int, what: str = "test") -> int:
+    """How many of ``n`` names a split size gives: an int is a count, a float in [0, 1] a
+    fraction (rounded half up)."""
+    return _n_test(size, n, what)
 
 
 def names_digest(names: Iterable[str]) -> str:
@@ -72,6 +85,24 @@ def seeded_split(names: Iterable[str], test_size: int | float, seed: int) -> dic
     ranked = sorted(names, key=lambda n: (_key(seed, n), n))
     test = set(ranked[:n_test])
     return {n: "test" if n in test else "train" for n in names}
+
+
+def validation_split(names: Iterable[str], val_size: int | float, seed: int
+                     ) -> dict[str, str]:
+    """Carve a validation split from training names: ``{name: "train" | "val"}``.
+
+    ``val_size``: a count (int, at most all names) or a fraction (float in [0, 1], rounded
+    half up); ``seed``: any integer. Deterministic and order-free like :func:`seeded_split`,
+    but with keys of its own, so it does not follow the test split drawn with the same seed.
+    """
+    names = sorted(names)
+    if len(set(names)) != len(names):
+        dup = next(a for a, b in zip(names, names[1:]) if a == b)
+        raise ValueError(f"duplicate name {dup!r}")
+    n_val = _n_test(val_size, len(names), "val")
+    ranked = sorted(names, key=lambda n: (_key(seed, f"val:{n}"), n))
+    val = set(ranked[:n_val])
+    return {n: VALIDATION if n in val else "train" for n in names}
 
 
 def emer_fine_split(names: Iterable[str], seed: int = 0) -> dict[str, str]:

@@ -46,15 +46,27 @@ from affectgpt.io import atomic_write
 
 log = logging.getLogger("affectgpt.demo")
 
-#: the systems in the results table, in order (name, step, what it is)
+#: the systems of the miniature Table 4, in order: (name, step, what it is); the steps of a
+#: trained or randomly initialised system run once per seed (``<step>-seed<k>``), the
+#: text-only one once (nothing in it is random or trained)
 SYSTEMS = (
     ("untrained", "untrained", "random adapters on the frozen encoders and LLM"),
     ("text only", "text-only", "the frozen LLM given the subtitle alone (only the adapters "
-     "train, and they read video and audio)"),
+     "train, and they read video and audio); deterministic: one run"),
     ("stage 1 only", "stage1", "trained on the coarse pool"),
     ("stage 2 only", "stage2-only", "trained on the fine train split from random adapters"),
-    ("stage 1 + stage 2", "stage2", "stage 2 initialised from stage 1 (the paper's recipe)"),
+    ("stage 1 + stage 2", "stage2", "stage 2 initialised from stage 1's validation-selected "
+     "checkpoint (the paper's recipe)"),
 )
+#: the modality ablation (Table 1 / Figure 5 in miniature): the stage-2 recipe with
+#: modalities withheld in training and testing
+MODALITY_SYSTEMS = (
+    ("A+V+T", "stage2-only", "audio, video and subtitle (= stage 2 only)"),
+    ("A+T", "stage2-only-no-video", "video withheld"),
+    ("V+T", "stage2-only-no-audio", "audio withheld"),
+    ("T", "text-only", "the frozen LLM given the subtitle alone (= text only)"),
+)
+SINGLE_RUN_STEPS = ("text-only",)
 CUES = ("audio", "video", "text", "all")
 
 
@@ -225,80 +237,111 @@ class Demo:
         return self.steps.run("features", "3/6 frozen-encoder features", build,
                               marker=self.data / "steps" / "features.json")
 
-    def _train(self, step: str, title: str, *, manifest: str, test_manifest: str,
+    def _score_test(self, model, step: str, test_manifest: str,
+                    withhold: Sequence[str] = ()) -> tuple[dict[str, Any], float]:
+        """Describe the test clips with ``model`` (cached features, greedy), score them, save
+        ``<step>/test-predictions.json``; returns ``(scores by column, seconds)``."""
+        import torch
+
+        from affectgpt.eval.scoring import score_predictions
+        from affectgpt.features.sources import FeatureSettings, ModelEncoders, default_cache_dirs
+        from affectgpt.inference import predict
+
+        started = time.perf_counter()
+        c = self.cfg
+        samples = read_manifest(test_manifest)
+        sources, _ = ModelEncoders(model.config).sources(
+            samples, FeatureSettings(root=str(self.features_root), progress=False),
+            default_cache_dirs(model.config, test_manifest, self.features_root))
+        sources = {m: None if m in withhold else f for m, f in sources.items()}
+        with torch.no_grad():
+            records = list(predict(model, samples, sources, batch_size=c.eval_batch_size,
+                                   max_new_tokens=c.eval_max_new_tokens,
+                                   progress=self.progress, desc=f"{step}: test"))
+        preds = {r["name"]: r["openset"] for r in records}
+        scores = score_predictions(preds, samples)
+        columns = {m: scores[f"whole/{m}"] for m in ("accuracy", "recall", "avg")}
+        columns.update({f"cue {cue}": v["avg"]
+                        for cue, v in _scores_by_cue(preds, samples).items()})
+        seconds = time.perf_counter() - started
+        atomic_write(self.work / step / "test-predictions.json", json.dumps(
+            {"scores": columns, "withheld": list(withhold), "seconds": round(seconds, 3),
+             "predictions": records}, indent=1, ensure_ascii=False) + "\n")
+        return columns, seconds
+
+    def _train(self, step: str, title: str, *, seed: int, manifest: str, test_manifest: str,
                epochs: int, init_from: str | None = None, withhold: Sequence[str] = (),
-               eval_every: int = 1) -> StepRecord:
+               stage: int = 1) -> StepRecord:
         def train():
             from affectgpt.features.sources import FeatureSettings
+            from affectgpt.model import AffectGPT
             from affectgpt.train import TrainConfig
             from affectgpt.train.pipeline import EvalSettings, train_stage
 
             c = self.cfg
+            two = stage == 2
+            lr = c.stage2_lr if two and c.stage2_lr is not None else c.lr
+            min_lr = c.stage2_min_lr if two and c.stage2_min_lr is not None else c.min_lr
+            warmup = (c.stage2_warmup_steps if two and c.stage2_warmup_steps is not None
+                      else c.warmup_steps)
             cfg = TrainConfig(stage=step, out_dir=str(self.work / step), epochs=epochs,
-                              batch_size=c.batch_size, lr=c.lr, min_lr=c.min_lr,
-                              warmup_steps=c.warmup_steps, seed=c.seed, device=c.device,
-                              eval_every=eval_every, keep_last=1, init_from=init_from,
+                              batch_size=c.batch_size, lr=lr, min_lr=min_lr,
+                              warmup_steps=warmup, seed=seed, device=c.device,
+                              val_size=c.val_fraction, val_seed=c.seed, select_on=c.select_on,
+                              eval_every=1, keep_last=1, init_from=init_from,
                               progress=self.progress, smooth_window=3)
+            # the test split is scored at the selected checkpoint only, unless the paper
+            # protocol (best epoch on test) needs it every epoch
             result = train_stage(
                 c.preset, overrides=list(c.overrides), train=cfg, manifest=manifest,
-                eval_manifest=test_manifest, withhold=withhold,
+                eval_manifest=test_manifest if c.select_on == "test" else None,
+                withhold=withhold,
                 features=FeatureSettings(root=str(self.features_root), progress=False),
                 evaluation=EvalSettings(batch_size=c.eval_batch_size,
                                         max_new_tokens=c.eval_max_new_tokens),
                 resume="auto")
             r = result.results
-            last = r["scores"]["last"] or {}
+            model = AffectGPT.from_pretrained(result.model_dir)
+            test, test_s = self._score_test(model, step, test_manifest, withhold)
+            t = r["timings"]
+            profile = {"train_forward_backward_s": round(t["train_s"] - t.get("eval_s", 0), 3),
+                       "val_generation_s": t.get("eval_s", 0.0),
+                       "test_generation_s": round(test_s, 3),
+                       "feature_cache_read_s": t["features_s"], "export_s": t["export_s"]}
             return ({"out_dir": str(result.out_dir), "model": str(result.model_dir),
-                     "steps": r["train"]["step"], "last": last,
-                     "last_epoch": r["scores"]["last_epoch"]},
-                    f"{r['train']['step']} steps, test Avg {100 * last.get('test/avg', 0):.1f}")
+                     "seed": seed, "steps": r["train"]["step"], "test": test,
+                     "selection": r["protocol"]["selection"],
+                     "selected_epoch": r["protocol"]["selected_epoch"],
+                     "val_clips": r["protocol"]["validation"]["n"], "profile": profile},
+                    f"{r['train']['step']} steps, checkpoint {r['protocol']['selection']} "
+                    f"(epoch {r['protocol']['selected_epoch']}), test Avg "
+                    f"{100 * test['avg']:.1f}")
 
         return self.steps.run(step, title, train)
 
-    def untrained(self, test_manifest: str, *, step: str = "untrained",
+    def untrained(self, test_manifest: str, *, seed: int, step: str = "untrained",
                   withhold: Sequence[str] = ()) -> StepRecord:
-        """Score a model that was never trained: random adapters on the frozen encoders and
-        LLM, or (``withhold`` both) the frozen LLM given the subtitle alone, which is all a
-        text-only system can be when only the adapters train."""
+        """Score a model that was never trained: random adapters (drawn with ``seed``) on
+        the frozen encoders and LLM, or (``withhold`` both) the frozen LLM given the
+        subtitle alone, which is all a text-only system can be when only the adapters
+        train."""
         def evaluate():
-            import torch
-
-            from affectgpt.eval.scoring import score_predictions
-            from affectgpt.features.sources import (
-                FeatureSettings,
-                ModelEncoders,
-                default_cache_dirs,
-            )
-            from affectgpt.inference import predict
             from affectgpt.model import AffectGPT, load_config
             from affectgpt.model.llm import resolve_device
             from affectgpt.train.trainer import seed_everything
 
             c = self.cfg
-            config = load_config(c.preset, list(c.overrides))
-            samples = read_manifest(test_manifest)
-            sources, _ = ModelEncoders(config).sources(
-                samples, FeatureSettings(root=str(self.features_root), progress=False),
-                default_cache_dirs(config, test_manifest, self.features_root))
-            sources = {m: None if m in withhold else f for m, f in sources.items()}
-            seed_everything(c.seed)
-            model = AffectGPT.from_config(config, device=resolve_device(c.device, 0))
-            with torch.no_grad():
-                records = list(predict(model, samples, sources, batch_size=c.eval_batch_size,
-                                       max_new_tokens=c.eval_max_new_tokens,
-                                       progress=self.progress, desc=step))
-            preds = {r["name"]: r["openset"] for r in records}
-            scores = score_predictions(preds, samples)
-            folder = self.work / step
-            atomic_write(folder / "predictions.json", json.dumps(
-                {"scores": scores, "withheld": list(withhold), "predictions": records},
-                indent=1, ensure_ascii=False) + "\n")
-            return ({"predictions": str(folder / "predictions.json"), "last": scores},
-                    f"test Avg {100 * scores.get('test/avg', 0):.1f}")
+            seed_everything(seed)
+            model = AffectGPT.from_config(load_config(c.preset, list(c.overrides)),
+                                          device=resolve_device(c.device, 0))
+            test, seconds = self._score_test(model, step, test_manifest, withhold)
+            return ({"seed": seed, "test": test,
+                     "profile": {"test_generation_s": round(seconds, 3)}},
+                    f"test Avg {100 * test['avg']:.1f}")
 
         title = ("4/6 untrained baseline" if not withhold else
                  "4/6 text-only baseline (the frozen LLM given the subtitle alone)")
-        return self.steps.run(step, title, evaluate)
+        return self.steps.run(step, f"{title}, seed {seed}", evaluate)
 
     def describe(self, model_dir: str, test_manifest: str) -> StepRecord:
         def run():
@@ -316,10 +359,24 @@ class Demo:
         return self.steps.run("describe", "5/6 describe a test clip", run)
 
     # ------------------------------------------------------------------ run
-    def run(self) -> Path:
-        """Run (or reuse) every step, then write the report; returns the report folder."""
+    def step_name(self, step: str, seed: int) -> str:
+        """The step (and work folder) of ``step`` for ``seed``."""
+        return step if step in SINGLE_RUN_STEPS else f"{step}-seed{seed}"
+
+    def run(self, results_file: str | Path | None = None) -> Path:
+        """Run (or reuse) every step, then write the report; returns the report folder.
+
+        ``results_file``: also write the seeds' results there (what ``make demo`` does with
+        ``benchmarks/results/demo-cpu.json``); the report folder always gets a copy as
+        ``demo-results.json``."""
+        from affectgpt.demo.machine import machine_info
+
         c = self.cfg
         started = time.perf_counter()
+        self.machine = machine_info()
+        self.console.print(f"machine: {self.machine['cpu']} ({self.machine['cores']} cores; "
+                           f"{self.machine['vector_extensions']}; torch kernels "
+                           f"{self.machine.get('torch_cpu_capability')})")
         corpus = self.corpus().outputs
         annotation = self.annotate(corpus["coarse"]).outputs
         # the annotation is shared by runs whose stage1_targets differ: choose here
@@ -327,110 +384,191 @@ class Demo:
                   else corpus["coarse"])
         self.features([corpus["coarse"], corpus["fine"]])
         test = corpus["test"]
-        self.untrained(test)
-        self.untrained(test, step="text-only", withhold=("video", "audio"))
         targets = ("its pipeline annotations" if c.stage1_targets == "annotated"
                    else "its generated coarse descriptions")
-        self._train("stage1", f"4/6 stage 1 on the coarse pool ({targets})", manifest=coarse,
-                    test_manifest=test, epochs=c.stage1_epochs, eval_every=c.stage1_epochs)
-        self._train("stage2-only", "4/6 stage 2 only (from random adapters)",
-                    manifest=corpus["train"], test_manifest=test, epochs=c.stage2_epochs)
-        s12 = self._train("stage2", "4/6 stage 2 from stage 1", manifest=corpus["train"],
-                          test_manifest=test, epochs=c.stage2_epochs,
-                          init_from=str(self.work / "stage1"))
-        self.describe(s12.outputs["model"], test)
+        self.untrained(test, seed=c.seeds[0], step="text-only", withhold=("video", "audio"))
+        first_s12 = None
+        for seed in c.seeds:
+            def name(step: str, seed: int = seed) -> str:
+                return self.step_name(step, seed)
+
+            self.untrained(test, seed=seed, step=name("untrained"))
+            s1 = self._train(name("stage1"), f"4/6 stage 1 on the coarse pool ({targets}), "
+                             f"seed {seed}", seed=seed, manifest=coarse, test_manifest=test,
+                             epochs=c.stage1_epochs)
+            self._train(name("stage2-only"), f"4/6 stage 2 only (from random adapters), seed "
+                        f"{seed}", seed=seed, manifest=corpus["train"], test_manifest=test,
+                        epochs=c.stage2_epochs, stage=2)
+            s12 = self._train(name("stage2"), f"4/6 stage 2 from stage 1, seed {seed}",
+                              seed=seed, manifest=corpus["train"], test_manifest=test,
+                              epochs=c.stage2_epochs, init_from=s1.outputs["out_dir"], stage=2)
+            first_s12 = first_s12 or s12
+            if c.modalities:
+                for modality in ("video", "audio"):
+                    self._train(name(f"stage2-only-no-{modality}"),
+                                f"4/6 modality ablation: stage 2 only without {modality}, "
+                                f"seed {seed}", seed=seed, manifest=corpus["train"],
+                                test_manifest=test, epochs=c.stage2_epochs,
+                                withhold=(modality,), stage=2)
+        self.describe(first_s12.outputs["model"], test)
         from affectgpt.report import write_report
 
         self.console.rule("[bold]6/6 report")
         report_dir = self.out / time.strftime("demo-%Y%m%d-%H%M%S")
-        results, checks = self.results(test)
+        seconds = time.perf_counter() - started
+        summary = self.summary(test, seconds)
+        results = self.results(test, summary)
         html, _ = write_report(report_dir, results)
         # the two-stage model next to its report (adapters only: a few MB), for
         # `affectgpt describe --model` and `affectgpt serve-demo --model`
-        shutil.copytree(s12.outputs["model"], report_dir / "model", dirs_exist_ok=True)
+        shutil.copytree(first_s12.outputs["model"], report_dir / "model", dirs_exist_ok=True)
         atomic_write(report_dir / "results.json", json.dumps(
-            {**results, "checks": checks}, indent=1, ensure_ascii=False) + "\n")
-        self._print_summary(results, checks, html, time.perf_counter() - started)
+            {**results, "findings": summary["findings"]}, indent=1, ensure_ascii=False) + "\n")
+        text = json.dumps(summary, indent=1, ensure_ascii=False) + "\n"
+        atomic_write(report_dir / "demo-results.json", text)
+        if results_file is not None:
+            atomic_write(Path(results_file), text)
+        self._print_summary(summary, html, seconds)
         return report_dir
 
     # ------------------------------------------------------------------ results
-    def _system_predictions(self, step: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
-        """The last evaluation's predictions of a system and its per-epoch test curve."""
-        folder = self.work / step
-        if step in ("untrained", "text-only"):
-            data = json.loads((folder / "predictions.json").read_text(encoding="utf-8"))
-            return {r["name"]: r["openset"] for r in data["predictions"]}, {}
-        files = sorted((folder / "predictions").glob("epoch-*.json"))
-        last = json.loads(files[-1].read_text(encoding="utf-8"))
-        curve = {"epochs": [], "values": []}
-        for line in (folder / "eval_log.jsonl").read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            curve["epochs"].append(record["epoch"])
-            curve["values"].append(record["scores"].get("test/avg"))
-        return {r["name"]: r["openset"] for r in last["predictions"]}, curve
+    def _runs(self, step: str) -> list[dict[str, Any]]:
+        """The outputs of every seed's run of ``step``."""
+        seeds = self.cfg.seeds[:1] if step in SINGLE_RUN_STEPS else self.cfg.seeds
+        return [self.steps_output(self.step_name(step, seed)) for seed in seeds]
 
-    def results(self, test_manifest: str) -> tuple[dict[str, Any], dict[str, bool]]:
-        """The report's results structure (:mod:`affectgpt.report.schema`) and the checks
-        of the paper's findings (trained > untrained, > text only; two stages >= one)."""
-        from affectgpt.eval.scoring import score_predictions
+    def summary(self, test_manifest: str, seconds: float) -> dict[str, Any]:
+        """The seeds' results (the demo results file): machine, settings, every score per
+        seed, mean ± std per system, the findings, step timings and the per-step profile."""
+        from affectgpt.demo.results import RESULTS_SCHEMA, aggregate, check_findings
+        from affectgpt.train.config import SELECTION_LABELS
 
         c = self.cfg
-        samples = read_manifest(test_manifest)
-        systems, rows, series = [], [], {}
-        for name, step, note in SYSTEMS:
-            preds, curve = self._system_predictions(step)
-            scores = score_predictions(preds, samples)
-            systems.append({"name": name, "note": note, "scores": {"test": {
-                m: scores[f"test/{m}"] for m in ("accuracy", "recall", "avg")}}})
-            rows.append({"system": name, "scores": {  # Avg only: four readable columns
-                cue: v["avg"] for cue, v in _scores_by_cue(preds, samples).items()}})
-            if step in ("stage2-only", "stage2"):
-                series[name] = curve
-        by_name = {s["name"]: s["scores"]["test"]["avg"] for s in systems}
-        checks = {
-            "trained > untrained": by_name["stage 1 + stage 2"] > by_name["untrained"],
-            "trained > text only": by_name["stage 1 + stage 2"] > by_name["text only"],
-            "stage 1 + stage 2 >= stage 2 only":
-                by_name["stage 1 + stage 2"] >= by_name["stage 2 only"],
+        blocks = {"systems": SYSTEMS, "modalities": MODALITY_SYSTEMS if c.modalities else ()}
+        out_blocks: dict[str, list[dict[str, Any]]] = {}
+        means: dict[str, dict[str, Any]] = {}
+        for block, systems in blocks.items():
+            rows = []
+            for name, step, note in systems:
+                runs = self._runs(step)
+                agg = aggregate({name: [r["test"] for r in runs]})[name]
+                means[name] = agg
+                rows.append({"name": name, "step": step, "note": note, "runs": len(runs),
+                             "seeds": [r["seed"] for r in runs], "scores": agg,
+                             "selected_epochs": [r.get("selected_epoch") for r in runs]})
+            out_blocks[block] = rows
+        profile: dict[str, float] = {}
+        for record in self.steps.records:  # as measured when each step ran
+            for key, value in (record.outputs.get("profile") or {}).items():
+                profile[key] = round(profile.get(key, 0.0) + value, 3)
+            if record.name in ("corpus", "annotate", "features", "describe"):
+                profile[f"{record.name}_s"] = record.seconds
+        return {
+            "schema": RESULTS_SCHEMA,
+            "created": time.strftime("%Y-%m-%d"),
+            "machine": self.machine,
+            "seeds": list(c.seeds),
+            "selection": SELECTION_LABELS[c.select_on],
+            "test_clips": len(read_manifest(test_manifest)),
+            "settings": c.to_dict(),
+            "systems": out_blocks["systems"],
+            "modalities": out_blocks["modalities"],
+            "findings": check_findings(means),
+            "timings": [{"name": r.name, "seconds": r.seconds, "reused": r.reused}
+                        for r in self.steps.records],
+            "profile": profile,
+            "steps_seconds": round(sum(r.seconds for r in self.steps.records), 1),
+            "total_seconds": round(seconds, 1),
         }
+
+    def results(self, test_manifest: str, summary: dict[str, Any]) -> dict[str, Any]:
+        """The report's results structure (:mod:`affectgpt.report.schema`) from
+        :meth:`summary`."""
+        from affectgpt.demo.results import finding_line
+
+        c = self.cfg
+        metrics = ("accuracy", "recall", "avg")
+        systems, rows = [], []
+        modality_rows = [dict(r, name=f"{r['name']} ({r['note']})")
+                         for r in summary["modalities"] if r["name"] not in ("A+V+T", "T")]
+        for row in summary["systems"] + modality_rows:
+            scores = row["scores"]
+            systems.append({"name": row["name"], "note": row["note"], "runs": row["runs"],
+                            "scores": {"test": {m: scores[m]["mean"] for m in metrics}},
+                            "std": {"test": {m: scores[m]["std"] for m in metrics}}})
+            rows.append({"system": row["name"], "scores": {
+                cue: scores[f"cue {cue}"]["mean"] for cue in CUES
+                if f"cue {cue}" in scores}})
+        series = {}
+        for name, step in (("stage 2 only", "stage2-only"), ("stage 1 + stage 2", "stage2")):
+            curve = self._val_curve(self.step_name(step, c.seeds[0]))
+            if curve["epochs"]:
+                series[f"{name} (seed {c.seeds[0]})"] = curve
         figures = []
         for step, label in (("stage1", "stage 1"), ("stage2-only", "stage 2 only"),
                             ("stage2", "stage 1 + stage 2")):
-            for plot, what in (("loss.png", "loss"), ("scores.png", "test scores")):
-                path = self.work / step / plot
+            for plot, what in (("loss.png", "loss"), ("scores.png", "validation scores")):
+                path = self.work / self.step_name(step, c.seeds[0]) / plot
                 if path.is_file():
-                    figures.append({"path": str(path.resolve()), "title": f"{label}: {what}"})
+                    figures.append({"path": str(path.resolve()),
+                                    "title": f"{label}, seed {c.seeds[0]}: {what}"})
         clip = dict(self.steps_output("describe")["clip"])
         clip["video"] = str(Path(clip.pop("path", clip.get("video", ""))).resolve())
         clip.pop("extra", None)
-        n_test = len(samples)
+        n_test, seeds = summary["test_clips"], len(c.seeds)
+        profile = summary["profile"]
+        machine = summary["machine"]
         return {
             "title": "AffectGPT demo: two-stage training on a synthetic corpus",
             "summary": (
                 f"{c.coarse} coarse clips for stage 1, {c.fine} fine clips with gold "
-                f"descriptions for stage 2 ({n_test} held out for testing). Frozen {c.preset} model "
-                "(encoders + LLM), trainable Q-Former adapters. Scores: the 2024 set metric "
-                "(x100, lexical synonym grouping) on the test split, after the last epoch. "
-                + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items()) + "."),
+                f"descriptions for stage 2 ({n_test} held out for testing; each stage keeps "
+                f"{100 * c.val_fraction:.0f}% of its training clips for validation). Frozen "
+                f"{c.preset} model (encoders + LLM), trainable Q-Former adapters. Scores: the "
+                "2024 set metric (x100, lexical synonym grouping) on the test split at the "
+                f"checkpoint chosen by: {summary['selection']}; mean ± std (population) over "
+                f"{seeds} seed(s). Findings: "
+                + "; ".join(finding_line(f) for f in summary["findings"]) + "."),
             "primary_split": "test",
             "systems": systems,
             "ablation": {"split": "test", "cues": list(CUES), "rows": rows},
-            "epoch_curves": {"metric": "avg", "split": "test", "window": 3, "series": series},
+            "epoch_curves": {"metric": "avg", "split": "val", "window": 3, "series": series},
             "figures": figures,
             "clip": clip,
             "timings": [{"name": r.name, "seconds": r.seconds, "reused": r.reused,
                          "detail": r.detail} for r in self.steps.records],
             "config": {k: (", ".join(map(str, v)) if isinstance(v, list) else v)
                        for k, v in c.to_dict().items()},
-            "environment": {"work folder": str(self.work.resolve()),
+            "environment": {"CPU": machine["cpu"],
+                            "vector extensions": machine["vector_extensions"],
+                            "cores": str(machine["cores"]),
+                            "torch CPU kernels": str(machine.get("torch_cpu_capability")),
+                            "work folder": str(self.work.resolve()),
                             "data folder": str(self.data.resolve())},
             "notes": [
+                "Protocol: checkpoints (and the demo's hyper-parameters) are chosen on "
+                "validation splits carved from the training side; the test split is scored "
+                f"once, at the selected checkpoint ({summary['selection']}).",
+                "Where the time went (as measured when each step ran): " + ", ".join(
+                    f"{k.removesuffix('_s').replace('_', ' ')} {v:.0f} s"
+                    for k, v in sorted(profile.items(), key=lambda kv: -kv[1])) + ".",
                 self._annotation_note(),
                 "Cue = the modality that carries the emotion in a test clip (the others are "
                 "neutral): the audio and video columns show whether a system reads that "
                 "modality; the text-only system can only get the text column right.",
             ],
-        }, checks
+        }
+
+    def _val_curve(self, step: str) -> dict[str, list]:
+        log_file = self.work / step / "eval_log.jsonl"
+        curve: dict[str, list] = {"epochs": [], "values": []}
+        if log_file.is_file():
+            for line in log_file.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                if "val/avg" in record["scores"]:
+                    curve["epochs"].append(record["epoch"])
+                    curve["values"].append(record["scores"]["val/avg"])
+        return curve
 
     def _annotation_note(self) -> str:
         out = self.steps_output("annotate")
@@ -449,27 +587,31 @@ class Demo:
     def steps_output(self, name: str) -> dict[str, Any]:
         return next(r.outputs for r in self.steps.records if r.name == name)
 
-    def _print_summary(self, results: dict[str, Any], checks: dict[str, bool], html: Path,
-                       seconds: float) -> None:
-        table = Table(title="Test split, 2024 set metric (x100)")
-        for col in ("system", "Accuracy_s", "Recall_s", "Avg", *[f"cue {c}" for c in CUES]):
-            table.add_column(col, justify="left" if col == "system" else "right")
-        ablation = {r["system"]: r["scores"] for r in results["ablation"]["rows"]}
-        for system in results["systems"]:
-            s = system["scores"]["test"]
-            cues = [f"{100 * ablation[system['name']][c]:.1f}"
-                    if c in ablation[system["name"]] else "-" for c in CUES]
-            table.add_row(system["name"], *(f"{100 * s[m]:.1f}" for m in
-                                            ("accuracy", "recall", "avg")), *cues)
-        self.console.print(table)
-        for check, ok in checks.items():
-            self.console.print(f"  {'✓' if ok else '✗'} {check}")
+    def _print_summary(self, summary: dict[str, Any], html: Path, seconds: float) -> None:
+        from affectgpt.demo.results import COLUMN_LABELS, COLUMNS, finding_line, format_cell
+
+        for block, title in (("systems", "Table 4 in miniature"),
+                             ("modalities", "Modality ablation (stage-2 recipe)")):
+            if not summary[block]:
+                continue
+            table = Table(title=f"{title}: test split ({summary['test_clips']} clips), 2024 "
+                                f"set metric x100, mean ± std over {len(summary['seeds'])} "
+                                f"seed(s); checkpoint: {summary['selection']}")
+            for col in ("system", *(COLUMN_LABELS.get(c, c) for c in COLUMNS)):
+                table.add_column(col, justify="left" if col == "system" else "right")
+            for row in summary[block]:
+                table.add_row(row["name"], *(format_cell(row["scores"].get(c))
+                                             for c in COLUMNS))
+            self.console.print(table)
+        for finding in summary["findings"]:
+            self.console.print(f"  {'✓' if finding['holds'] else '✗'} {finding_line(finding)}")
         self.console.print(f"demo finished in {seconds:.0f} s; report: {html.resolve()}")
 
 
 def run_demo(cfg: DemoConfig | None = None, out: str | Path = "runs", *, fresh: bool = False,
-             progress: bool | None = None) -> Path:
-    """Run the demo with ``cfg`` (default: the embedded settings); returns the report folder."""
+             progress: bool | None = None, results_file: str | Path | None = None) -> Path:
+    """Run the demo with ``cfg`` (default: the embedded settings); returns the report folder.
+    ``results_file``: also write the seeds' results (JSON) there."""
     if progress is None:
         progress = sys.stderr.isatty()
-    return Demo(cfg or DemoConfig(), out, fresh=fresh, progress=progress).run()
+    return Demo(cfg or DemoConfig(), out, fresh=fresh, progress=progress).run(results_file)

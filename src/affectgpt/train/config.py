@@ -13,6 +13,16 @@ from affectgpt.config import ConfigError, coerce, errors_as, field_types, unknow
 
 PRECISIONS = ("fp32", "bf16")
 
+#: where checkpoints are chosen (``TrainConfig.select_on``) and how that is labelled wherever
+#: it is printed, stored or plotted
+SELECTION_LABELS = {
+    "val": "best epoch on validation",
+    "test": "best epoch on test (paper protocol)",
+    "last": "last epoch (no selection)",
+}
+#: score prefixes that cover test samples (the eval manifest's test split, or all of it)
+TEST_SIDE = ("test/", "whole/")
+
 
 class TrainSettingsError(ConfigError):
     """Invalid ``affectgpt train`` trainer settings (--train, --train-config)."""
@@ -47,6 +57,20 @@ class TrainConfig:
         on CUDA only (on CPU it falls back to fp32 with a warning). Trainable weights and
         optimizer state stay fp32. fp16 autocast is deliberately not offered: the reference
         code's fp16 autocast over a bf16 LLM is one of its defects.
+
+    Protocol: train, validation, test
+        Every run has three roles. ``val_size`` samples (a count, or a fraction of the
+        training samples; 0: none) are carved from the training samples by a seeded split
+        (``val_seed``, :func:`affectgpt.data.splits.validation_split`), never trained on,
+        written to ``<out>/splits/validation.csv``, and scored at every evaluation
+        (``val/avg``, ``val/accuracy``, ...). ``select_on`` says what chooses the exported
+        checkpoint: ``"val"`` (default: ``best_metric`` defaults to ``val/avg``; the last
+        checkpoint when there is no validation sample), ``"test"`` (the authors' protocol:
+        best epoch on the eval manifest's test split, as their MER-UniBench scripts do;
+        ``best_metric`` defaults to ``test/avg`` and the choice is labelled "best epoch on
+        test (paper protocol)" everywhere) or ``"last"`` (no selection). The eval manifest
+        (test side) is scored every evaluation for the curves but chooses nothing unless
+        ``select_on="test"``: a ``best_metric`` on ``test/`` or ``whole/`` needs that.
 
     Evaluation, checkpoints, logs
         ``eval_every`` and ``save_every`` count epochs; ``save_every_steps`` adds checkpoints
@@ -98,6 +122,11 @@ class TrainConfig:
     find_unused_parameters: bool = False
     dist_timeout_s: float = 3600.0
 
+    # protocol: validation carved from the training samples, what selects the checkpoint
+    val_size: int | float = 0.1
+    val_seed: int = 0
+    select_on: str = "val"
+
     # evaluation, logging, checkpoints
     eval_every: int = 1
     save_every: int = 1
@@ -139,6 +168,40 @@ class TrainConfig:
             raise ValueError("num_workers must be >= 0")
         if self.best_mode not in ("max", "min"):
             raise ValueError("best_mode must be 'max' or 'min'")
+        if isinstance(self.val_size, bool) or not isinstance(self.val_size, (int, float)):
+            raise ValueError(f"val_size must be a count or a fraction, got {self.val_size!r}")
+        if self.val_size < 0 or (isinstance(self.val_size, float) and self.val_size > 1):
+            raise ValueError(f"val_size must be a count >= 0 or a fraction in [0, 1], got "
+                             f"{self.val_size!r}")
+        if self.select_on not in SELECTION_LABELS:
+            raise ValueError(f"select_on must be one of {sorted(SELECTION_LABELS)}, got "
+                             f"{self.select_on!r}")
+        if self.best_metric is not None:
+            if self.select_on == "last":
+                raise ValueError("select_on='last' chooses no checkpoint: leave best_metric "
+                                 "unset")
+            if self.select_on == "val" and self.best_metric.startswith(TEST_SIDE):
+                raise ValueError(
+                    f"best_metric {self.best_metric!r} would choose checkpoints on the "
+                    "evaluation (test-side) data; choose on validation ('val/avg', ...) or "
+                    "ask for the paper protocol explicitly with select_on='test'")
+
+    @property
+    def selection_label(self) -> str:
+        """How the exported checkpoint is chosen, in words (printed, stored, plotted)."""
+        return SELECTION_LABELS[self.select_on]
+
+    def default_best_metric(self, has_val: bool, has_test: bool) -> str | None:
+        """``best_metric`` when unset: ``val/avg`` (``select_on="val"`` with validation
+        samples), ``test/avg`` or ``whole/avg`` (``select_on="test"``: the eval manifest's
+        test split, or all of it when it has none), else None (the last checkpoint)."""
+        if self.best_metric is not None:
+            return self.best_metric
+        if self.select_on == "val":
+            return "val/avg" if has_val else None
+        if self.select_on == "test":
+            return "test/avg" if has_test else "whole/avg"
+        return None
 
     # ------------------------------------------------------------------ presets / serialisation
     @classmethod

@@ -26,19 +26,26 @@ Steps of :func:`train_stage`:
    (``video_llama=PTH``, :meth:`AffectGPT.load_video_llama`) or a previous stage
    (``TrainConfig.init_from``: a run folder, its ``model/`` export or a checkpoint).
 3. :class:`~affectgpt.train.Trainer` trains it (checkpoints, logs, plots; exact resume
-   with ``resume="auto"``). Every ``eval_every`` epochs the eval manifest is described
-   (batched, greedy), labels are extracted offline (:class:`LexiconExtractor`) and
-   scored with the 2024 set metric (lexical synonym grouping) on the whole set and its
-   ``train`` / ``test`` splits: ``whole/avg``, ``test/accuracy``, ... The descriptions
-   go to ``<out>/predictions/epoch-NNNN.{csv,json}``.
-4. The best checkpoint (by ``best_metric``, default ``test/avg`` or ``whole/avg``), or
-   the last one without evaluation, is exported with :meth:`AffectGPT.save_pretrained`
-   to ``<out>/model`` (``AffectGPT.from_pretrained(<out>/model)`` loads it), and
-   ``<out>/results.json`` sums the run up (scores, timings, feature caches, samples).
+   with ``resume="auto"``) on the training samples less a seeded validation split
+   (``TrainConfig.val_size``/``val_seed``, written to ``<out>/splits/validation.csv``).
+   Every ``eval_every`` epochs the validation samples and the eval manifest are described
+   (batched, greedy), labels are extracted offline (:class:`LexiconExtractor`) and scored
+   with the 2024 set metric (lexical synonym grouping): ``val/avg``, ``val/accuracy``, ...
+   on validation, and on the eval manifest as a whole and its ``train`` / ``test`` splits
+   (``whole/avg``, ``test/accuracy``, ...). The descriptions go to
+   ``<out>/predictions/epoch-NNNN.{csv,json}``.
+4. The checkpoint chosen by ``TrainConfig.select_on`` is exported with
+   :meth:`AffectGPT.save_pretrained` to ``<out>/model`` (``AffectGPT.from_pretrained(
+   <out>/model)`` loads it): by default the best by ``val/avg`` (the last one without
+   validation samples); the test split chooses only under the explicit paper protocol
+   (``select_on="test"``, labelled "best epoch on test (paper protocol)"). ``<out>/
+   results.json`` sums the run up (protocol, scores at the selected checkpoint, curves,
+   timings, feature caches, samples).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -51,6 +58,7 @@ from typing import Any
 
 import torch
 
+from affectgpt.data import splits as data_splits
 from affectgpt.data.collate import collate_batch
 from affectgpt.data.dataset import EmotionDataset
 from affectgpt.data.manifest import Sample, read_manifest
@@ -67,7 +75,7 @@ from affectgpt.llm.endpoint import ChatEndpoint
 from affectgpt.model.config import ConfigError, ModelConfig, load_config
 from affectgpt.train import checkpoint as ckpt
 from affectgpt.train import dist as tdist
-from affectgpt.train.config import TrainConfig
+from affectgpt.train.config import SELECTION_LABELS, TrainConfig
 
 log = logging.getLogger("affectgpt.train")
 
@@ -115,37 +123,68 @@ class StageResult:
 
 
 class _Evaluator:
-    """The trainer's ``eval_fn``: describe the eval samples, extract labels, score, save."""
+    """The trainer's ``eval_fn``: describe the validation and eval samples, extract labels,
+    score (validation as ``val/*``; the eval manifest as ``whole/*``, ``train/*``,
+    ``test/*``), save."""
 
-    def __init__(self, samples: list[Sample], sources: Mapping[str, Any],
-                 settings: EvalSettings, out_dir: Path, progress: bool):
+    def __init__(self, samples: list[Sample], sources: Mapping[str, Any] | None,
+                 settings: EvalSettings, out_dir: Path, progress: bool, *,
+                 val_samples: Sequence[Sample] = (),
+                 val_sources: Mapping[str, Any] | None = None):
         self.samples, self.sources, self.settings = samples, sources, settings
+        self.val_samples, self.val_sources = list(val_samples), val_sources
         self.out_dir, self.progress = out_dir, progress
         self.seconds: list[float] = []
 
+    def _describe(self, model, samples: list[Sample], sources, desc: str) -> list[dict]:
+        if not samples:
+            return []
+        return list(predict(model, samples, sources, batch_size=self.settings.batch_size,
+                            max_new_tokens=self.settings.max_new_tokens, do_sample=False,
+                            language=self.settings.language, progress=self.progress,
+                            desc=desc))
+
     def __call__(self, model, epoch: int) -> dict[str, float]:
         started = time.perf_counter()
-        records = list(predict(model, self.samples, self.sources,
-                               batch_size=self.settings.batch_size,
-                               max_new_tokens=self.settings.max_new_tokens, do_sample=False,
-                               language=self.settings.language, progress=self.progress,
-                               desc=f"eval epoch {epoch}"))
+        records = self._describe(model, self.samples, self.sources, f"eval epoch {epoch}")
+        # a validation clip that is also in the eval manifest (same clip) is described once
+        described = {(r["name"], s.video): r for r, s in zip(records, self.samples)}
+        todo = [s for s in self.val_samples if (s.name, s.video) not in described]
+        new = dict(zip([s.name for s in todo],
+                       self._describe(model, todo, self.val_sources, f"validation epoch {epoch}")))
+        val_records = [dict(described.get((s.name, s.video)) or new[s.name])
+                       for s in self.val_samples]
         failures: list[dict] = []
         if self.settings.llm is not None:
-            failures = self._llm_labels(records)
-        preds = {r["name"]: r["openset"] for r in records}
-        scores = score_predictions(preds, self.samples, self.settings.grouping)
+            failures = self._llm_labels(records + [r for r in val_records
+                                                   if r["name"] in new])
+            by_name = {r["name"]: r for r in records}
+            for r in val_records:
+                if r["name"] not in new and r["name"] in by_name:
+                    r.update(openset=by_name[r["name"]]["openset"],
+                             openset_lexicon=by_name[r["name"]].get("openset_lexicon"))
+        scores: dict[str, float] = {}
+        if self.val_samples:
+            val = score_predictions({r["name"]: r["openset"] for r in val_records},
+                                    self.val_samples, self.settings.grouping)
+            scores.update({f"val/{k.split('/', 1)[1]}": v for k, v in val.items()
+                           if k.startswith("whole/")})
+        if self.samples:
+            scores.update(score_predictions({r["name"]: r["openset"] for r in records},
+                                            self.samples, self.settings.grouping))
         seconds = time.perf_counter() - started
         self.seconds.append(seconds)
-        gold = {s.name: s for s in self.samples}
         folder = self.out_dir / "predictions"
         stem = f"epoch-{epoch:04d}"
-        write_predictions_csv(records, folder / f"{stem}.csv")
+        write_predictions_csv(records or val_records, folder / f"{stem}.csv")
+        gold = {s.name: s for s in self.samples}
+        val_gold = {s.name: s for s in self.val_samples}
         rows = [r | {"gold": gold[r["name"]].labels} for r in records]
+        val_rows = [r | {"gold": val_gold[r["name"]].labels} for r in val_records]
         atomic_write(folder / f"{stem}.json", json.dumps(
             {"epoch": epoch, "scores": scores, "seconds": round(seconds, 3),
              "extraction": "llm" if self.settings.llm is not None else "lexicon",
-             "extraction_failures": failures, "predictions": rows},
+             "extraction_failures": failures, "predictions": rows, "validation": val_rows},
             indent=1, ensure_ascii=False) + "\n")
         return {k: v for k, v in scores.items() if not k.endswith("/n")}
 
@@ -295,6 +334,7 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     train_samples, skipped = _check_media(train_report, train_samples, features, "training")
     if not train_samples:
         raise ValueError("no training sample is left")
+    train_samples, val_samples = _carve_validation(train_samples, train)
     eval_samples: list[Sample] = []
     eval_report: dict[str, Any] = {}
     eval_skipped: dict[str, str] = {}
@@ -305,13 +345,24 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
                                            default_cache_dirs(config, eval_manifest, cache_root))
         eval_samples, eval_skipped = _check_media(eval_report, eval_samples, features,
                                                   "evaluation")
+    _check_roles(train_samples + val_samples, eval_samples)
+    if train.select_on == "test" and not eval_samples:
+        raise ValueError("select_on='test' (the paper protocol) needs an eval manifest with "
+                         "gold labels")
+    validation_file = None
+    if val_samples and dist_info.is_main:
+        validation_file = data_splits.write_split(
+            out_dir / "splits" / "validation.csv",
+            {s.name: s.split for s in train_samples + val_samples}, train.val_seed,
+            method=data_splits.VALIDATION_METHOD, test_size=train.val_size,
+            source=str(manifest), note="validation carved from the training samples; "
+            "checkpoints are chosen on it (select_on='val')")
     timings["features_s"] = round(time.perf_counter() - started, 3)
 
     # 2. model and data
     cfg = train.replace(init_from=_resolve_init(train.init_from))
-    if eval_samples and cfg.best_metric is None:
-        has_test = any(s.split == "test" and s.labels for s in eval_samples)
-        cfg = cfg.replace(best_metric="test/avg" if has_test else "whole/avg")
+    has_test = any(s.split == "test" and s.labels for s in eval_samples)
+    cfg = cfg.replace(best_metric=cfg.default_best_metric(bool(val_samples), has_test))
     seed_everything(cfg.seed)
     net = AffectGPT.from_config(config, device=device)
     video_llama_report = None
@@ -324,10 +375,12 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     inputs = {m: None if m in withhold else train_sources[m] for m in ("video", "audio")}
     dataset = EmotionDataset(train_samples, **inputs, language=evaluation.language)
     evaluator = None
-    if eval_samples:
-        eval_inputs = {m: None if m in withhold else eval_sources[m] for m in ("video", "audio")}
+    if eval_samples or val_samples:
+        eval_inputs = ({m: None if m in withhold else eval_sources[m] for m in ("video", "audio")}
+                       if eval_samples else None)
         evaluator = _Evaluator(eval_samples, eval_inputs, evaluation, out_dir,
-                               progress=cfg.progress)
+                               progress=cfg.progress, val_samples=val_samples,
+                               val_sources=inputs)
 
     # 3. training
     started = time.perf_counter()
@@ -357,6 +410,10 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     if trainer.best is not None:
         best_eval = next((e for e in trainer.eval_history
                           if e["step"] == trainer.best["step"]), None)
+    selected_eval = best_eval if best_eval is not None else last_eval
+    selection = (cfg.selection_label if best_eval is not None
+                 else SELECTION_LABELS["last"] + (" (no validation sample)"
+                                                  if cfg.select_on == "val" else ""))
     results = {
         "stage": cfg.stage,
         "model": {"spec": str(spec) if not isinstance(spec, ModelConfig) else config.name,
@@ -367,7 +424,8 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
         "train_split": train_split,
         "withheld": list(withhold),
         "eval_manifest": str(eval_manifest) if eval_manifest is not None else None,
-        "samples": {"train": len(train_samples), "eval": len(eval_samples),
+        "samples": {"train": len(train_samples), "val": len(val_samples),
+                    "eval": len(eval_samples),
                     "skipped_train": skipped, "skipped_eval": eval_skipped,
                     "train_without_audio": sorted(train_sources["audio"].missing),
                     "train_without_video": sorted(train_sources["video"].missing)},
@@ -381,11 +439,21 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
                  if video_llama_report else None},
         "exported_from": str(source),
         "model_dir": str(model_dir),
-        "scores": {"best": best_eval["scores"] if best_eval else None,
+        "protocol": {
+            "select_on": cfg.select_on, "selection": selection,
+            "best_metric": cfg.best_metric if best_eval is not None else None,
+            "selected_epoch": selected_eval["epoch"] if selected_eval else None,
+            "validation": {"size": cfg.val_size, "seed": cfg.val_seed, "n": len(val_samples),
+                           "file": str(validation_file) if validation_file else None,
+                           "names": sorted(s.name for s in val_samples)}},
+        "scores": {"selected": selected_eval["scores"] if selected_eval else None,
+                   "selected_epoch": selected_eval["epoch"] if selected_eval else None,
+                   "selection": selection,
+                   "best": best_eval["scores"] if best_eval else None,
                    "best_epoch": best_eval["epoch"] if best_eval else None,
                    "last": last_eval["scores"] if last_eval else None,
                    "last_epoch": last_eval["epoch"] if last_eval else None,
-                   "curves": summary.get("scores", {})},
+                   "curves": _curves_without_test_selection(summary.get("scores", {}), cfg)},
         "train": summary,
         "timings": timings,
         "device": str(device),
@@ -393,6 +461,48 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     results_path = atomic_write(out_dir / "results.json",
                                 json.dumps(_finite(results), indent=2, ensure_ascii=False) + "\n")
     return StageResult(out_dir, model_dir, results_path, results)
+
+
+def _carve_validation(samples: list[Sample], cfg: TrainConfig
+                      ) -> tuple[list[Sample], list[Sample]]:
+    """``(train, validation)``: ``cfg.val_size`` of the labelled training samples (seeded by
+    ``cfg.val_seed``) become the validation split (``split="val"``); at least one sample is
+    left to train on."""
+    labelled = [s.name for s in samples if s.labels]
+    if not cfg.val_size or len(labelled) < 2:
+        if cfg.val_size and cfg.select_on == "val":
+            log.warning("no validation split: %d labelled training sample(s); the last "
+                        "checkpoint is exported", len(labelled))
+        return samples, []
+    n_val = data_splits.split_count(cfg.val_size, len(labelled), "val")
+    if n_val >= len(samples):
+        raise ValueError(f"val_size {cfg.val_size} leaves no training sample of "
+                         f"{len(samples)}")
+    assignment = data_splits.validation_split(labelled, n_val, cfg.val_seed)
+    val = [dataclasses.replace(s, split=data_splits.VALIDATION) for s in samples
+           if assignment.get(s.name) == data_splits.VALIDATION]
+    return [s for s in samples if assignment.get(s.name) != data_splits.VALIDATION], val
+
+
+def _check_roles(train_samples: Sequence[Sample], eval_samples: Sequence[Sample]) -> None:
+    """Refuse to train on a clip that the eval manifest holds out as a test sample."""
+    test = {(s.name, s.video) for s in eval_samples if s.split == "test"}
+    leaked = sorted(s.name for s in train_samples if (s.name, s.video) in test)
+    if leaked:
+        raise ValueError(f"{len(leaked)} training sample(s) are test samples of the eval "
+                         f"manifest, e.g. {leaked[:3]}: train on its train split "
+                         "(train_split='train' / --split train)")
+
+
+def _curves_without_test_selection(curves: Mapping[str, Any], cfg: TrainConfig
+                                   ) -> dict[str, Any]:
+    """The trainer's per-metric curve summary, less the best-over-epochs values of metrics
+    outside validation (a best epoch on test is a selection on test) unless the paper
+    protocol was asked for."""
+    if cfg.select_on == "test":
+        return {k: {**v, "selection": cfg.selection_label} for k, v in curves.items()}
+    return {k: v if k.startswith("val/") else {"last": v.get("last")}
+            for k, v in curves.items()}
 
 
 def _finite(value: Any) -> Any:

@@ -376,7 +376,8 @@ class Trainer:
                           for n in names}
                 plots.plot_scores(epochs, scores, self.out_dir / "scores.png",
                                   window=self.cfg.smooth_window,
-                                  title=f"{self.cfg.stage} evaluation")
+                                  title=f"{self.cfg.stage} evaluation "
+                                        f"(checkpoint: {self.cfg.selection_label})")
         except ImportError as e:
             log.warning("no plots (%s); install the 'plots' extra", e)
 
