@@ -320,7 +320,11 @@ def _rl_stage(config: ModelConfig, *, spec, overrides: Sequence[str], train: Tra
     train_samples = read_manifest(manifest)
     if train_split is not None:
         train_samples = [s for s in train_samples if s.split == train_split]
-    train_samples = [s for s in train_samples if s.labels]  # rewards need gold labels
+    unlabelled = [s.name for s in train_samples if not s.labels]
+    if unlabelled:  # a reward needs gold labels
+        log.warning("leaving out %d training samples without gold labels, e.g. %s",
+                    len(unlabelled), unlabelled[:5])
+        train_samples = [s for s in train_samples if s.labels]
     if not train_samples:
         raise ValueError(f"the training manifest {manifest} has no labelled samples"
                          + (f" of split {train_split!r}" if train_split is not None else ""))
