@@ -153,6 +153,51 @@ def _read(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
+def write_result(args, paths: dict[str, Path], seeds: list[dict], started: float,
+                 corpus_s: float) -> dict:
+    """Aggregate the seeds run so far and write the result JSON."""
+    wall = time.perf_counter() - started
+    fine = read_manifest(paths["fine"])
+
+    def agg(system: str, key: str) -> dict:
+        return mean_std([s[system]["test"][key] for s in seeds
+                         if s[system]["test"][key] is not None])
+
+    summary = {system: {"test_avg": agg(system, "avg"), "test_ew": agg(system, "ew"),
+                        "val_avg": mean_std([s[system]["val_avg"] for s in seeds
+                                             if s[system]["val_avg"] is not None])}
+               for system in ("supervised", "rl")}
+    deltas = [s["rl"]["test"]["avg"] - s["supervised"]["test"]["avg"] for s in seeds]
+    ew_deltas = [s["rl"]["test"]["ew"] - s["supervised"]["test"]["ew"] for s in seeds
+                 if s["rl"]["test"]["ew"] is not None and s["supervised"]["test"]["ew"] is not None]
+    result = {
+        "benchmark": "rl-small", "preset": "small",
+        "complete": len(seeds) == args.seeds, "seeds_run": len(seeds),
+        "seeds_asked": args.seeds,
+        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+        "corpus": {"coarse": args.coarse, "fine": args.fine,
+                   "splits": {k: sum(s.split == k for s in fine) for k in ("train", "val", "test")},
+                   "size": args.size, "fps": args.fps, "fine_style": "coarse"},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("work", "out", "reward")}
+        | {"work": str(args.work), "reward": dict(args.reward),
+           "grpo": asdict(GRPOConfig(group_size=args.group_size,
+                                     max_new_tokens=args.rl_max_new_tokens,
+                                     temperature=args.temperature, top_p=args.top_p,
+                                     kl_coef=args.kl_coef))},
+        "selection": "checkpoint with the best validation set-metric Avg (val split carved "
+                     "out of the fine train split), for the supervised and the RL model",
+        "summary": summary,
+        "rl_minus_supervised": {"test_avg": mean_std(deltas), "test_ew": mean_std(ew_deltas)},
+        "seeds": seeds,
+        "wall_time_s": round(wall, 1), "corpus_s": round(corpus_s, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
 def parse_reward(text: str) -> list[tuple[str, float]]:
     items = []
     for item in filter(None, text.split(",")):
@@ -169,6 +214,9 @@ def main() -> None:
                     help="corpus, caches and runs (default: %(default)s)")
     ap.add_argument("--out", type=Path,
                     default=Path(__file__).parent / "results" / "rl-small-cpu.json")
+    ap.add_argument("--time-budget-s", type=float, default=None,
+                    help="start no further seed when the last one would end past this many "
+                         "seconds (the JSON says how many seeds ran)")
     ap.add_argument("--wheel-dir", default=os.environ.get("AFFECTGPT_WHEEL_DIR"),
                     help="emotion-wheel tables (default: $AFFECTGPT_WHEEL_DIR)")
     g = ap.add_argument_group("corpus")
@@ -210,47 +258,25 @@ def main() -> None:
     t = time.perf_counter()
     paths = build_corpus(args.work, args)
     corpus_s = time.perf_counter() - t
-    seeds = [run_seed(seed, paths, args.work, args) for seed in range(args.seeds)]
-    wall = time.perf_counter() - started
-    fine = read_manifest(paths["fine"])
-
-    def agg(system: str, key: str) -> dict:
-        return mean_std([s[system]["test"][key] for s in seeds
-                         if s[system]["test"][key] is not None])
-
-    summary = {system: {"test_avg": agg(system, "avg"), "test_ew": agg(system, "ew"),
-                        "val_avg": mean_std([s[system]["val_avg"] for s in seeds
-                                             if s[system]["val_avg"] is not None])}
-               for system in ("supervised", "rl")}
-    deltas = [s["rl"]["test"]["avg"] - s["supervised"]["test"]["avg"] for s in seeds]
-    result = {
-        "benchmark": "rl-small", "preset": "small",
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-        "corpus": {"coarse": args.coarse, "fine": args.fine,
-                   "splits": {k: sum(s.split == k for s in fine) for k in ("train", "val", "test")},
-                   "size": args.size, "fps": args.fps, "fine_style": "coarse"},
-        "settings": {k: v for k, v in vars(args).items() if k not in ("work", "out")}
-        | {"work": str(args.work), "reward": dict(args.reward),
-           "grpo": asdict(GRPOConfig(group_size=args.group_size,
-                                     max_new_tokens=args.rl_max_new_tokens,
-                                     temperature=args.temperature, top_p=args.top_p,
-                                     kl_coef=args.kl_coef))},
-        "selection": "checkpoint with the best validation set-metric Avg (val split carved "
-                     "out of the fine train split), for the supervised and the RL model",
-        "summary": summary,
-        "rl_minus_supervised_test_avg": mean_std(deltas),
-        "seeds": seeds,
-        "wall_time_s": round(wall, 1), "corpus_s": round(corpus_s, 1),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    seeds: list[dict] = []
+    for seed in range(args.seeds):
+        elapsed = time.perf_counter() - started
+        last = seeds[-1]["seconds"] if seeds else 0.0
+        if args.time_budget_s and seeds and elapsed + last > args.time_budget_s:
+            print(f"stopping before seed {seed}: {elapsed:.0f} s spent, a seed takes ~{last:.0f} s, "
+                  f"budget {args.time_budget_s:.0f} s")
+            break
+        t = time.perf_counter()
+        seeds.append(run_seed(seed, paths, args.work, args))
+        seeds[-1]["seconds"] = round(time.perf_counter() - t, 1)
+        result = write_result(args, paths, seeds, started, corpus_s)  # after every seed
+    summary = result["summary"]
     for system in ("supervised", "rl"):
         a, e = summary[system]["test_avg"], summary[system]["test_ew"]
         print(f"{system:10s} test Avg {a['mean']:.4f} ± {a['std']:.4f}   "
               f"EW {e['mean'] if e['mean'] is not None else float('nan'):.4f} ± "
               f"{e['std'] if e['std'] is not None else float('nan'):.4f}  (n={a['n']})")
-    print(f"wall time {wall:.0f} s on {result['cpu']} -> {args.out}")
+    print(f"wall time {result['wall_time_s']:.0f} s on {result['cpu']} -> {args.out}")
 
 
 if __name__ == "__main__":
