@@ -173,17 +173,21 @@ def test_rl_cli_refuses_bad_settings(corpus, wheel_dir, tmp_path, capsys, monkey
 
 def test_default_best_metric_is_never_a_test_score():
     from affectgpt.data.manifest import Sample
+    from affectgpt.train.config import TrainConfig
     from affectgpt.train.rl_stage import default_best_metric
 
     def samples(*splits):
         return [Sample(name=f"s{i}", video="", labels=["happy"], split=s)
                 for i, s in enumerate(splits)]
 
-    assert default_best_metric(samples("train", "val", "test")) == "val/avg"
-    assert default_best_metric(samples("train", "test")) == "train/avg"
-    assert default_best_metric(samples(None, None)) == "whole/avg"
-    assert default_best_metric(samples("test")) is None
-    assert default_best_metric(samples()) is None
+    cfg = TrainConfig()
+    assert default_best_metric(cfg, samples("train", "val", "test")) == "val/avg"
+    assert default_best_metric(cfg, samples("train", "test")) is None  # the last checkpoint
+    assert default_best_metric(cfg, samples(None, None)) is None
+    assert default_best_metric(cfg, samples("test")) is None
+    assert default_best_metric(cfg, samples()) is None
+    paper = TrainConfig(select_on="test")  # asked for explicitly
+    assert default_best_metric(paper, samples("train", "val", "test")) == "test/avg"
 
 
 @pytest.mark.slow

@@ -122,7 +122,7 @@ class StageResult:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-class _Evaluator:
+class StageEvaluator:
     """The trainer's ``eval_fn``: describe the validation and eval samples, extract labels,
     score (validation as ``val/*``; the eval manifest as ``whole/*``, ``train/*``,
     ``test/*``), save."""
@@ -207,7 +207,92 @@ class _Evaluator:
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_media(report: Mapping[str, Any], samples: list[Sample],
+@dataclass
+class StageInputs:
+    """A stage's samples and feature sources: the training manifest's (``train_*``) and the
+    eval manifest's (``eval_*``), with the feature reports and the samples left out for
+    unreadable media (``skipped`` / ``eval_skipped``)."""
+
+    train_samples: list[Sample]
+    train_sources: dict[str, Any]
+    train_report: dict[str, Any]
+    skipped: dict[str, str]
+    eval_samples: list[Sample]
+    eval_sources: dict[str, Any] | None
+    eval_report: dict[str, Any]
+    eval_skipped: dict[str, str]
+
+
+def load_stage_inputs(config: ModelConfig, manifest: str | Path,
+                      eval_manifest: str | Path | None, features: FeatureSettings, *,
+                      train_split: str | None, dist_info: tdist.DistInfo,
+                      device: torch.device, labelled_only: bool = False) -> StageInputs:
+    """Read the manifests and get their feature sources (rank 0 builds the caches while the
+    other ranks wait, then read them). ``labelled_only`` leaves training samples without
+    gold labels out (with a warning)."""
+    encoders = ModelEncoders(config, dtype=features.dtype, device=device)
+
+    def sources(samples: list[Sample], dirs: dict[str, Path]):
+        if dist_info.is_main:
+            built = encoders.sources(samples, features, dirs)
+            tdist.barrier(dist_info)
+            return built
+        tdist.barrier(dist_info)
+        return encoders.sources(samples, features, dirs, build=False)
+
+    train_samples = read_manifest(manifest)
+    if train_split is not None:
+        train_samples = [s for s in train_samples if s.split == train_split]
+    if labelled_only:
+        unlabelled = [s.name for s in train_samples if not s.labels]
+        if unlabelled:
+            log.warning("leaving out %d training samples without gold labels, e.g. %s",
+                        len(unlabelled), unlabelled[:5])
+            train_samples = [s for s in train_samples if s.labels]
+    if not train_samples:
+        raise ValueError(f"the training manifest {manifest} has no "
+                         + ("labelled " if labelled_only else "") + "samples"
+                         + (f" of split {train_split!r}" if train_split is not None else ""))
+    train_sources, train_report = sources(train_samples,
+                                         default_cache_dirs(config, manifest, features.root))
+    train_samples, skipped = check_media(train_report, train_samples, features, "training")
+    if not train_samples:
+        raise ValueError("no training sample is left")
+    eval_samples: list[Sample] = []
+    eval_report: dict[str, Any] = {}
+    eval_skipped: dict[str, str] = {}
+    eval_sources = None
+    if eval_manifest is not None:
+        eval_samples = read_manifest(eval_manifest)
+        eval_sources, eval_report = sources(
+            eval_samples, default_cache_dirs(config, eval_manifest, features.root))
+        eval_samples, eval_skipped = check_media(eval_report, eval_samples, features,
+                                                  "evaluation")
+    return StageInputs(train_samples, train_sources, train_report, skipped, eval_samples,
+                       eval_sources, eval_report, eval_skipped)
+
+
+def export_selected(net, out_dir: Path) -> tuple[Path, Path]:
+    """Load the selected checkpoint (the best one, else the latest) into ``net`` and save it
+    as ``out_dir/model``; returns ``(model folder, checkpoint)``."""
+    source = ckpt.read_pointer(out_dir, ckpt.BEST) or ckpt.find_latest(out_dir)
+    if source is None:
+        raise RuntimeError(f"training wrote no checkpoint into {out_dir}")
+    net.load_trainable_state_dict(ckpt.load_trainable(source))
+    return net.save_pretrained(out_dir / "model"), source
+
+
+def best_and_last_eval(trainer) -> tuple[dict | None, dict | None]:
+    """The evaluation records of the selected (best) checkpoint and of the last epoch."""
+    last_eval = trainer.eval_history[-1] if trainer.eval_history else None
+    best_eval = None
+    if trainer.best is not None:
+        best_eval = next((e for e in trainer.eval_history
+                          if e["step"] == trainer.best["step"]), None)
+    return best_eval, last_eval
+
+
+def check_media(report: Mapping[str, Any], samples: list[Sample],
                  settings: FeatureSettings, what: str) -> tuple[list[Sample], dict[str, str]]:
     bad: dict[str, str] = {}
     for entry in report.values():
@@ -223,7 +308,7 @@ def _check_media(report: Mapping[str, Any], samples: list[Sample],
     return [s for s in samples if s.name not in bad], bad
 
 
-def _resolve_init(path: str | None) -> str | None:
+def resolve_init(path: str | None) -> str | None:
     """A previous stage's run folder means its exported ``model/``, when there is one."""
     if not path:
         return None
@@ -231,7 +316,7 @@ def _resolve_init(path: str | None) -> str | None:
     return str(exported.parent) if exported.is_file() else str(path)
 
 
-def _device(cfg: TrainConfig) -> torch.device:
+def stage_device(cfg: TrainConfig) -> torch.device:
     from affectgpt.model.llm import resolve_device
 
     return resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
@@ -308,43 +393,18 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     from affectgpt.model.affectgpt import AffectGPT
     from affectgpt.train.trainer import Trainer, seed_everything
 
-    device = _device(train)
-    encoders = ModelEncoders(config, dtype=features.dtype, device=device)
+    device = stage_device(train)
     timings: dict[str, float] = {}
-
-    def sources(samples: list[Sample], dirs: dict[str, Path]):
-        if dist_info.is_main:
-            built = encoders.sources(samples, features, dirs)
-            tdist.barrier(dist_info)
-            return built
-        tdist.barrier(dist_info)
-        return encoders.sources(samples, features, dirs, build=False)
 
     # 1. features
     started = time.perf_counter()
-    train_samples = read_manifest(manifest)
-    if train_split is not None:
-        train_samples = [s for s in train_samples if s.split == train_split]
-    if not train_samples:
-        raise ValueError(f"the training manifest {manifest} has no samples"
-                         + (f" of split {train_split!r}" if train_split is not None else ""))
-    cache_root = features.root
-    train_sources, train_report = sources(train_samples,
-                                         default_cache_dirs(config, manifest, cache_root))
-    train_samples, skipped = _check_media(train_report, train_samples, features, "training")
-    if not train_samples:
-        raise ValueError("no training sample is left")
+    data = load_stage_inputs(config, manifest, eval_manifest, features, train_split=train_split,
+                             dist_info=dist_info, device=device)
+    train_samples, train_sources, train_report, skipped = (
+        data.train_samples, data.train_sources, data.train_report, data.skipped)
+    eval_samples, eval_sources, eval_report, eval_skipped = (
+        data.eval_samples, data.eval_sources, data.eval_report, data.eval_skipped)
     train_samples, val_samples = _carve_validation(train_samples, train)
-    eval_samples: list[Sample] = []
-    eval_report: dict[str, Any] = {}
-    eval_skipped: dict[str, str] = {}
-    eval_sources = None
-    if eval_manifest is not None:
-        eval_samples = read_manifest(eval_manifest)
-        eval_sources, eval_report = sources(eval_samples,
-                                           default_cache_dirs(config, eval_manifest, cache_root))
-        eval_samples, eval_skipped = _check_media(eval_report, eval_samples, features,
-                                                  "evaluation")
     _check_roles(train_samples + val_samples, eval_samples)
     if train.select_on == "test" and not eval_samples:
         raise ValueError("select_on='test' (the paper protocol) needs an eval manifest with "
@@ -360,7 +420,7 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     timings["features_s"] = round(time.perf_counter() - started, 3)
 
     # 2. model and data
-    cfg = train.replace(init_from=_resolve_init(train.init_from))
+    cfg = train.replace(init_from=resolve_init(train.init_from))
     has_test = any(s.split == "test" and s.labels for s in eval_samples)
     cfg = cfg.replace(best_metric=cfg.default_best_metric(bool(val_samples), has_test))
     seed_everything(cfg.seed)
@@ -378,7 +438,7 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     if eval_samples or val_samples:
         eval_inputs = ({m: None if m in withhold else eval_sources[m] for m in ("video", "audio")}
                        if eval_samples else None)
-        evaluator = _Evaluator(eval_samples, eval_inputs, evaluation, out_dir,
+        evaluator = StageEvaluator(eval_samples, eval_inputs, evaluation, out_dir,
                                progress=cfg.progress, val_samples=val_samples,
                                val_sources=inputs)
 
@@ -397,19 +457,11 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     if not dist_info.is_main:
         return StageResult(out_dir, out_dir / "model", out_dir / "results.json", {})
     started = time.perf_counter()
-    source = ckpt.read_pointer(out_dir, ckpt.BEST) or ckpt.find_latest(out_dir)
-    if source is None:
-        raise RuntimeError(f"training wrote no checkpoint into {out_dir}")
-    net.load_trainable_state_dict(ckpt.load_trainable(source))
-    model_dir = net.save_pretrained(out_dir / "model")
+    model_dir, source = export_selected(net, out_dir)
     timings["export_s"] = round(time.perf_counter() - started, 3)
     timings["total_s"] = round(time.perf_counter() - t0, 3)
 
-    last_eval = trainer.eval_history[-1] if trainer.eval_history else None
-    best_eval = None
-    if trainer.best is not None:
-        best_eval = next((e for e in trainer.eval_history
-                          if e["step"] == trainer.best["step"]), None)
+    best_eval, last_eval = best_and_last_eval(trainer)
     selected_eval = best_eval if best_eval is not None else last_eval
     selection = (cfg.selection_label if best_eval is not None
                  else SELECTION_LABELS["last"] + (" (no validation sample)"
@@ -459,7 +511,7 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
         "device": str(device),
     }
     results_path = atomic_write(out_dir / "results.json",
-                                json.dumps(_finite(results), indent=2, ensure_ascii=False) + "\n")
+                                json.dumps(finite_json(results), indent=2, ensure_ascii=False) + "\n")
     return StageResult(out_dir, model_dir, results_path, results)
 
 
@@ -505,13 +557,13 @@ def _curves_without_test_selection(curves: Mapping[str, Any], cfg: TrainConfig
             for k, v in curves.items()}
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """JSON without NaN/Infinity (not valid JSON): such numbers become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     return value
 

@@ -62,24 +62,26 @@ from affectgpt.data.manifest import Sample, read_manifest
 from affectgpt.eval.rewards import CompositeReward, RewardSettings
 from affectgpt.eval.scoring import score_predictions
 from affectgpt.features.sources import FeatureSettings, ModelEncoders, default_cache_dirs
-from affectgpt.io import atomic_write
+from affectgpt.io import atomic_write, read_jsonl
 from affectgpt.llm.endpoint import ChatEndpoint
 from affectgpt.model.config import ConfigError, ModelConfig, load_config
-from affectgpt.train import checkpoint as ckpt
 from affectgpt.train import dist as tdist
-from affectgpt.train.config import TrainConfig
+from affectgpt.train.config import SELECTION_LABELS, TrainConfig
 from affectgpt.train.grpo import GRPOConfig, GRPOTrainer, grpo_train_config, llm_extractor
 
 # The supervised stage's steps, called (not copied): its evaluator, media check, init
-# resolution and device choice. They are private names of train.pipeline; see the report.
+# resolution and device choice.
 from affectgpt.train.pipeline import (
     EvalSettings,
+    StageEvaluator,
     StageResult,
-    _check_media,
-    _device,
-    _Evaluator,
-    _finite,
-    _resolve_init,
+    best_and_last_eval,
+    check_media,
+    export_selected,
+    finite_json,
+    load_stage_inputs,
+    resolve_init,
+    stage_device,
 )
 
 log = logging.getLogger("affectgpt.train")
@@ -91,19 +93,14 @@ EXTRACTIONS = ("lexicon", "answer", "llm")
 MODEL_CONFIG_FILE = "config.yaml"  # what AffectGPT.save_pretrained writes
 
 
-def default_best_metric(samples: Sequence[Sample]) -> str | None:
-    """The checkpoint-selection metric for an eval set: ``val/avg`` when it has labelled
-    ``val`` samples, else ``train/avg`` with labelled ``train`` samples, else
-    ``whole/avg`` when no sample is a ``test`` one; None (keep the last checkpoint)
-    otherwise. A test score is never chosen: ask for it explicitly (``best_metric``)."""
+def default_best_metric(cfg: TrainConfig, samples: Sequence[Sample]) -> str | None:
+    """The checkpoint-selection metric of an RL stage whose eval set is ``samples``: the
+    supervised protocol's (:meth:`TrainConfig.default_best_metric`), with the eval
+    manifest's labelled ``val`` samples as the validation split (an RL stage carves none
+    from its training clips). Without them the last checkpoint is kept; a test score only
+    with ``select_on="test"`` (the paper protocol)."""
     splits = {s.split for s in samples if s.labels}
-    if "val" in splits:
-        return "val/avg"
-    if "train" in splits:
-        return "train/avg"
-    if splits and "test" not in splits:
-        return "whole/avg"
-    return None
+    return cfg.default_best_metric("val" in splits, "test" in splits)
 
 
 class SubsetScorer:
@@ -119,7 +116,7 @@ class SubsetScorer:
     def __init__(self, samples: list[Sample], sources: Mapping[str, Any],
                  settings: EvalSettings, out_dir: Path, *, progress: bool,
                  wheel_dir: str | os.PathLike | None = None):
-        self.inner = _Evaluator(samples, sources, settings, out_dir, progress=progress)
+        self.inner = StageEvaluator(samples, sources, settings, out_dir, progress=progress)
         self.samples, self.settings, self.out_dir = samples, settings, out_dir
         self._wheel_dir = wheel_dir
         self._wheel = None
@@ -250,7 +247,7 @@ def rl_stage(
     (``llm``: the endpoint, with its reply cache). ``eval_manifest``/``evaluation``: as
     in supervised training; ``wheel_dir`` adds EW scores to the evaluation (default: the
     reward's wheel tables). ``train.best_metric`` defaults to
-    :func:`default_best_metric` of the eval samples. ``resume``, ``train_split`` and
+    :func:`default_best_metric` of the eval samples (their val split). ``resume``, ``train_split`` and
     ``withhold`` as for :func:`~affectgpt.train.pipeline.train_stage`.
     """
     if extraction not in EXTRACTIONS:
@@ -265,7 +262,7 @@ def rl_stage(
         raise ConfigError("the RL stage starts from a supervised model: set init_from (a "
                           "stage-2 run folder, its model/ or a checkpoint)")
     t0 = time.perf_counter()
-    init = _resolve_init(train.init_from)
+    init = resolve_init(train.init_from)
     spec = _model_spec(model, init)
     config = spec if isinstance(spec, ModelConfig) else load_config(spec, list(overrides))
     if isinstance(spec, ModelConfig) and overrides:
@@ -303,56 +300,26 @@ def _rl_stage(config: ModelConfig, *, spec, overrides: Sequence[str], train: Tra
     from affectgpt.train.trainer import seed_everything
 
     out_dir = Path(train.out_dir)
-    device = _device(train)
-    encoders = ModelEncoders(config, dtype=features.dtype, device=device)
+    device = stage_device(train)
     timings: dict[str, float] = {}
 
-    def sources(samples: list[Sample], dirs: dict[str, Path]):
-        if dist_info.is_main:
-            built = encoders.sources(samples, features, dirs)
-            tdist.barrier(dist_info)
-            return built
-        tdist.barrier(dist_info)
-        return encoders.sources(samples, features, dirs, build=False)
-
-    # features
+    # features (a reward needs gold labels: unlabelled training samples are left out)
     started = time.perf_counter()
-    train_samples = read_manifest(manifest)
-    if train_split is not None:
-        train_samples = [s for s in train_samples if s.split == train_split]
-    unlabelled = [s.name for s in train_samples if not s.labels]
-    if unlabelled:  # a reward needs gold labels
-        log.warning("leaving out %d training samples without gold labels, e.g. %s",
-                    len(unlabelled), unlabelled[:5])
-        train_samples = [s for s in train_samples if s.labels]
-    if not train_samples:
-        raise ValueError(f"the training manifest {manifest} has no labelled samples"
-                         + (f" of split {train_split!r}" if train_split is not None else ""))
-    train_sources, train_report = sources(train_samples,
-                                         default_cache_dirs(config, manifest, features.root))
-    train_samples, skipped = _check_media(train_report, train_samples, features, "training")
-    if not train_samples:
-        raise ValueError("no training sample is left")
-    eval_samples: list[Sample] = []
-    eval_report: dict[str, Any] = {}
-    eval_skipped: dict[str, str] = {}
-    eval_sources = None
-    if eval_manifest is not None:
-        eval_samples = read_manifest(eval_manifest)
-        eval_sources, eval_report = sources(
-            eval_samples, default_cache_dirs(config, eval_manifest, features.root))
-        eval_samples, eval_skipped = _check_media(eval_report, eval_samples, features,
-                                                  "evaluation")
+    data = load_stage_inputs(config, manifest, eval_manifest, features, train_split=train_split,
+                             dist_info=dist_info, device=device, labelled_only=True)
+    train_samples, train_sources, train_report, skipped = (
+        data.train_samples, data.train_sources, data.train_report, data.skipped)
+    eval_samples, eval_sources, eval_report, eval_skipped = (
+        data.eval_samples, data.eval_sources, data.eval_report, data.eval_skipped)
     timings["features_s"] = round(time.perf_counter() - started, 3)
 
     # model, data, reward
     cfg = train
-    if eval_samples and cfg.best_metric is None:
-        chosen = default_best_metric(eval_samples)
-        if chosen is None:
-            log.warning("the eval manifest has only test samples: no checkpoint selection "
+    if cfg.best_metric is None:
+        cfg = cfg.replace(best_metric=default_best_metric(cfg, eval_samples))
+        if cfg.best_metric is None:
+            log.warning("no labelled val sample in the eval manifest: no checkpoint selection "
                         "(the last checkpoint is exported); add a val split to select")
-        cfg = cfg.replace(best_metric=chosen)
     seed_everything(cfg.seed)
     net = AffectGPT.from_config(config, device=device)
     log.info("%s", net.summary())
@@ -381,21 +348,14 @@ def _rl_stage(config: ModelConfig, *, spec, overrides: Sequence[str], train: Tra
     if not dist_info.is_main:
         return StageResult(out_dir, out_dir / "model", out_dir / "results.json", {})
     started = time.perf_counter()
-    source = ckpt.read_pointer(out_dir, ckpt.BEST) or ckpt.find_latest(out_dir)
-    if source is None:
-        raise RuntimeError(f"training wrote no checkpoint into {out_dir}")
-    net.load_trainable_state_dict(ckpt.load_trainable(source))
-    model_dir = net.save_pretrained(out_dir / "model")
+    model_dir, source = export_selected(net, out_dir)
     timings["export_s"] = round(time.perf_counter() - started, 3)
     timings["total_s"] = round(time.perf_counter() - t0, 3)
 
-    records = [json.loads(line) for line in
-               (out_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    last_eval = trainer.eval_history[-1] if trainer.eval_history else None
-    best_eval = None
-    if trainer.best is not None:
-        best_eval = next((e for e in trainer.eval_history
-                          if e["step"] == trainer.best["step"]), None)
+    records = read_jsonl(out_dir / "train_log.jsonl")
+    best_eval, last_eval = best_and_last_eval(trainer)
+    selected_eval = best_eval if best_eval is not None else last_eval
+    selection = cfg.selection_label if best_eval is not None else SELECTION_LABELS["last"]
     settings = (asdict(reward_settings) if isinstance(reward_settings, RewardSettings)
                 else None)
     results = {
@@ -422,7 +382,10 @@ def _rl_stage(config: ModelConfig, *, spec, overrides: Sequence[str], train: Tra
         "init": {"from": cfg.init_from},
         "exported_from": str(source),
         "model_dir": str(model_dir),
-        "scores": {"best": best_eval["scores"] if best_eval else None,
+        "scores": {"selected": selected_eval["scores"] if selected_eval else None,
+                   "selected_epoch": selected_eval["epoch"] if selected_eval else None,
+                   "selection": selection,
+                   "best": best_eval["scores"] if best_eval else None,
                    "best_epoch": best_eval["epoch"] if best_eval else None,
                    "last": last_eval["scores"] if last_eval else None,
                    "last_epoch": last_eval["epoch"] if last_eval else None,
@@ -432,7 +395,7 @@ def _rl_stage(config: ModelConfig, *, spec, overrides: Sequence[str], train: Tra
         "device": str(device),
     }
     results_path = atomic_write(out_dir / "results.json",
-                                json.dumps(_finite(results), indent=2, ensure_ascii=False) + "\n")
+                                json.dumps(finite_json(results), indent=2, ensure_ascii=False) + "\n")
     return StageResult(out_dir, model_dir, results_path, results)
 
 
@@ -460,7 +423,7 @@ def score_model(model_dir: str | Path, manifest: str | Path, *, out_dir: str | P
     encoders = ModelEncoders(net.config, dtype=features.dtype, device=dev)
     sources, report = encoders.sources(samples, features,
                                        default_cache_dirs(net.config, manifest, features.root))
-    samples, _ = _check_media(report, samples, features, "evaluation")
+    samples, _ = check_media(report, samples, features, "evaluation")
     inputs = {m: None if m in withhold else sources[m] for m in ("video", "audio")}
     scorer = SubsetScorer(samples, inputs, evaluation, Path(out_dir), progress=False,
                           wheel_dir=wheel_dir)
