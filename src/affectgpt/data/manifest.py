@@ -27,7 +27,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from affectgpt.eval.labels import LabelFormatError, format_label_list, parse_label_list, read_text
+from affectgpt.eval.labels import (
+    LabelFormatError,
+    check_sample_name,
+    format_label_list,
+    parse_label_list,
+    read_text,
+)
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
 TEXT_FIELDS = ("subtitle_en", "subtitle_zh", "description_en", "description_zh")
@@ -154,7 +160,7 @@ def _row_to_sample(row: dict, *, lineno: int, path: Path, base: Path, strict: bo
         name = str(name)
     if not isinstance(name, str) or not name.strip():
         raise ManifestError("missing or empty 'name'", line=lineno, path=path)
-    name = name.strip()
+    name = check_sample_name(name.strip(), path=path, line=lineno)
 
     def fail(message: str) -> ManifestError:
         return ManifestError(message, line=lineno, sample=name, path=path)
@@ -209,6 +215,9 @@ def read_manifest(
     Raises:
         ManifestError: for a bad row (missing name, duplicate name, malformed labels,
             wrong types, unknown fields), naming the line, sample and file.
+        UnsafeSampleNameError: a sample name that would leave its folder when joined into a
+            path (``..``, an absolute path, a separator, NUL or another control character),
+            naming the line and file. Both are :class:`LabelFormatError`.
     """
     path = Path(path)
     fmt = _manifest_format(path)
@@ -288,6 +297,7 @@ def write_manifest(samples: Iterable[Sample], path: str | Path) -> Path:
     for sample in samples:
         if not sample.name:
             raise ManifestError("sample with an empty name", path=path)
+        check_sample_name(sample.name, path=path)
         if sample.name in seen:
             raise ManifestError("duplicate name", sample=sample.name, path=path)
         seen.add(sample.name)

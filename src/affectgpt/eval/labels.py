@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from affectgpt.paths import UnsafeNameError, unsafe_name_reason
+
 LABEL_SYNTAXES = ("python", "mertools")
 
 _FULL_WIDTH = str.maketrans(
@@ -58,6 +60,31 @@ class LabelFormatError(ValueError):
         super().__init__(f"{message}" + (f" ({', '.join(where)})" if where else ""))
         self.sample = sample
         self.path = None if path is None else str(path)
+
+
+class UnsafeSampleNameError(LabelFormatError, UnsafeNameError):
+    """A sample name in a table or manifest that would leave its folder when joined into a
+    path (``..``, an absolute path, a separator, NUL or another control character).
+
+    ``str(error)`` names the file and line; the attributes are those of
+    :class:`~affectgpt.paths.UnsafeNameError` (``name``, ``reason``, ``path``, ``line``).
+    """
+
+    def __init__(self, name: str, reason: str, path: str | Path | None = None,
+                 line: int | None = None, what: str = "sample name") -> None:
+        UnsafeNameError.__init__(self, name, reason, path, line, what)
+        self.sample = name
+
+
+def check_sample_name(name: str, *, path: str | Path | None = None,
+                      line: int | None = None) -> str:
+    """Return ``name`` when it can name a file or folder of its own (see
+    :func:`affectgpt.paths.unsafe_name_reason`); raise :class:`UnsafeSampleNameError` naming
+    ``path`` and ``line`` otherwise."""
+    reason = unsafe_name_reason(name)
+    if reason is not None:
+        raise UnsafeSampleNameError(name, reason, path, line)
+    return name
 
 
 def _unique_lower(items: Iterable[str]) -> list[str]:
@@ -261,7 +288,9 @@ def read_column(
 ) -> dict[str, object]:
     """Read ``{sample name: raw value of column}`` from a CSV/TSV/JSONL/JSON table.
 
-    A missing column, an empty sample name or a duplicate name is an error naming the file.
+    A missing column, an empty sample name or a duplicate name is an error naming the file;
+    a name that would leave its folder (:func:`check_sample_name`) raises
+    :class:`UnsafeSampleNameError` naming the file and row.
     """
     result: dict[str, object] = {}
     for lineno, row in enumerate(read_table(path, encoding), 2):
@@ -271,6 +300,7 @@ def read_column(
         name = str(row[name_column]).strip()
         if not name:
             raise LabelFormatError(f"empty sample name in row {lineno}", path=path)
+        check_sample_name(name, path=path, line=lineno)
         if name in result:
             raise LabelFormatError("duplicate sample name", sample=name, path=path)
         result[name] = row[column]
@@ -304,17 +334,25 @@ def read_labels(
 
 def read_names(path: str | Path, split: str | None = None) -> list[str]:
     """Sample names from a plain names file (one per line) or a table with ``name`` and
-    ``split`` columns (then only rows whose split equals ``split``; ``whole`` keeps all)."""
+    ``split`` columns (then only rows whose split equals ``split``; ``whole`` keeps all).
+    A name that would leave its folder raises :class:`UnsafeSampleNameError`."""
     path = Path(path)
     if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
         rows = read_table(path)
         if split is not None and split != "whole":
             if rows and "split" not in rows[0]:
                 raise LabelFormatError("no 'split' column to select from", path=path)
-            rows = [r for r in rows if str(r.get("split", "")).strip() == split]
-        names = [str(r["name"]).strip() for r in rows]
+            rows = [(i, r) for i, r in enumerate(rows, 2)
+                    if str(r.get("split", "")).strip() == split]
+        else:
+            rows = list(enumerate(rows, 2))
+        for _, row in rows:
+            if "name" not in row:
+                raise LabelFormatError(f"no 'name' column (columns: {sorted(row)})", path=path)
+        names = [check_sample_name(str(r["name"]).strip(), path=path, line=i) for i, r in rows]
     else:
-        names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+        names = [check_sample_name(line.strip(), path=path, line=i)
+                 for i, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise LabelFormatError("duplicate sample name in names file", sample=dup, path=path)

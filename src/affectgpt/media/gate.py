@@ -66,6 +66,7 @@ __all__ = [
     "default_limits",
     "open_container",
     "set_default_limits",
+    "video_decode_error",
 ]
 
 #: FFmpeg demuxers (short names) the gate lets FFmpeg use: MP4/MOV/M4A/3GP, Matroska/WebM,
@@ -231,6 +232,10 @@ def open_container(
             "file:" + os.path.abspath(name), mode="r", metadata_errors="replace",
             container_options={"format_whitelist": ",".join(sorted(limits.formats)),
                                "protocol_whitelist": "file"},
+            # FFmpeg decodes a frame or two while probing the streams: cap their size there
+            # too (a stream whose pictures are over the cap then reports a 0 x 0 size, and
+            # decoding it fails with EINVAL, see video_decode_error).
+            options={"max_pixels": str(limits.max_pixels)},
         )
     except (av.error.EOFError, EOFError) as exc:
         # The demuxer hit the end of the file while looking for the first packets.
@@ -283,6 +288,20 @@ def _check_header(name: str, container, limits: MediaLimits) -> None:
         raise DurationLimitError(
             name, f"declares {duration:.1f} s, longer than max_duration="
             f"{limits.max_duration:g} s", duration, limits.max_duration)
+
+
+def video_decode_error(name: str, exc: BaseException) -> Exception:
+    """The typed error for a failure while decoding video.
+
+    A decoder answers EINVAL (``av.error.ArgumentError``) to a picture whose size it refuses:
+    over the ``max_pixels`` cap the gate gives every video decoder, or impossible. That is a
+    :class:`ResolutionLimitError`; anything else is corrupt data.
+    """
+    if isinstance(exc, av.error.ArgumentError):
+        return ResolutionLimitError(
+            name, "the video decoder refused a picture larger than the max_pixels limit "
+            f"(or of impossible size) ({describe_error(exc)})", limit="max_pixels")
+    return CorruptMediaError(name, f"video decoding failed ({describe_error(exc)})")
 
 
 def _check_size(name: str, width: int, height: int, limits: MediaLimits, what: str) -> None:

@@ -16,7 +16,7 @@ from ._container import (
 )
 from ._orientation import display_matrix, display_orientation, legacy_rotate_tag
 from .errors import CorruptMediaError, MediaError
-from .gate import MediaLimits, open_container
+from .gate import MediaLimits, open_container, video_decode_error
 
 __all__ = ["MediaInfo", "probe"]
 
@@ -153,7 +153,7 @@ def _first_frame(container, stream, name: str):
             for frame in packet.decode():
                 return frame
     except AV_ERRORS as exc:
-        raise CorruptMediaError(name, f"video decoding failed ({describe_error(exc)})") from exc
+        raise video_decode_error(name, exc) from exc
     return None
 
 

@@ -46,7 +46,7 @@ from ._container import (
 )
 from ._orientation import display_matrix, display_orientation, legacy_rotate_tag, orient
 from .errors import CorruptMediaError, EmptyMediaError
-from .gate import DecodeBudget, MediaLimits, open_container
+from .gate import DecodeBudget, MediaLimits, open_container, video_decode_error
 
 __all__ = [
     "SampledFrames",
@@ -414,9 +414,7 @@ class _Cursor:
                     continue
                 yield from packet.decode()
         except AV_ERRORS as exc:
-            raise CorruptMediaError(
-                self.name, f"video decoding failed ({describe_error(exc)})"
-            ) from exc
+            raise video_decode_error(self.name, exc) from exc
 
     def peek(self):
         if self._pending is None and self._iter is not None:
@@ -622,7 +620,7 @@ def _decode_sequentially(
             if ordinal > last:
                 break
     except AV_ERRORS as exc:
-        raise CorruptMediaError(name, f"video decoding failed ({describe_error(exc)})") from exc
+        raise video_decode_error(name, exc) from exc
     finally:
         stats.update(
             mode="sequential", frames_decoded=ordinal, packets_skipped=0,
