@@ -108,6 +108,8 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"not valid JSON ({exc.msg})", line=lineno, path=path) from None
+        except RecursionError:
+            raise ManifestError("JSON nested too deeply", line=lineno, path=path) from None
         if not isinstance(row, dict):
             raise ManifestError("expected a JSON object", line=lineno, path=path)
         yield lineno, row
@@ -115,6 +117,13 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
 
 def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        yield from _csv_records(reader, path)
+    except csv.Error as exc:
+        raise ManifestError(f"not valid CSV ({exc})", line=reader.line_num, path=path) from None
+
+
+def _csv_records(reader, path: Path) -> Iterator[tuple[int, dict]]:
     try:
         header = next(reader)
     except StopIteration:
@@ -136,9 +145,10 @@ def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
         if row.get("extra", "").strip():
             try:
                 row["extra"] = json.loads(row["extra"])
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"'extra' is not JSON ({exc.msg})", line=lineno,
-                                    sample=row.get("name") or None, path=path) from None
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise ManifestError(f"'extra' is not JSON ({getattr(exc, 'msg', exc)})",
+                                    line=lineno, sample=row.get("name") or None,
+                                    path=path) from None
         else:
             row["extra"] = {}
         yield lineno, row

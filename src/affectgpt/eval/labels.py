@@ -170,7 +170,8 @@ def parse_label_groups(text: object) -> list[list[str]]:
     if isinstance(text, (list, tuple)):
         if not all(isinstance(g, (list, tuple)) for g in text):
             raise LabelFormatError(f"expected a list of lists, got {text!r}")
-        return [parse_label_list(list(g)) for g in text if len(g)]
+        groups = (parse_label_list(list(g)) for g in text)
+        return [g for g in groups if g]  # as for text: a group of blank labels is no group
     if not isinstance(text, str):
         raise LabelFormatError(f"expected a list of lists, got {type(text).__name__}")
     inner = _strip_brackets(text)
@@ -258,6 +259,8 @@ def read_table(path: str | Path, encoding: str | None = None) -> list[dict[str, 
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise LabelFormatError(f"line {lineno} is not JSON: {exc.msg}", path=path) from None
+            except RecursionError:
+                raise LabelFormatError(f"line {lineno}: JSON nested too deeply", path=path) from None
             if not isinstance(row, dict):
                 raise LabelFormatError(f"line {lineno} is not a JSON object", path=path)
             rows.append(row)
@@ -267,6 +270,8 @@ def read_table(path: str | Path, encoding: str | None = None) -> list[dict[str, 
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LabelFormatError(f"not JSON: {exc.msg} (line {exc.lineno})", path=path) from None
+        except RecursionError:
+            raise LabelFormatError("JSON nested too deeply", path=path) from None
         if isinstance(data, dict):
             return [{"name": k, "openset": v} for k, v in data.items()]
         if isinstance(data, list) and all(isinstance(r, dict) for r in data):
@@ -274,9 +279,20 @@ def read_table(path: str | Path, encoding: str | None = None) -> list[dict[str, 
         raise LabelFormatError("JSON must be a list of objects or a {name: labels} object", path=path)
     delimiter = "\t" if suffix == ".tsv" else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    if reader.fieldnames is None:
-        raise LabelFormatError("empty file (no header row)", path=path)
-    return list(reader)
+    rows = []
+    try:
+        if reader.fieldnames is None:
+            raise LabelFormatError("empty file (no header row)", path=path)
+        for row in reader:
+            extra = row.pop(None, None)  # values past the header's columns
+            if extra and any(str(v).strip() for v in extra):
+                raise LabelFormatError(
+                    f"line {reader.line_num}: more values than the header's "
+                    f"{len(reader.fieldnames)} columns (unquoted comma?)", path=path)
+            rows.append(row)
+    except csv.Error as exc:
+        raise LabelFormatError(f"line {reader.line_num}: not valid CSV ({exc})", path=path) from None
+    return rows
 
 
 def read_column(
@@ -297,7 +313,7 @@ def read_column(
         for needed in (name_column, column):
             if needed not in row:
                 raise LabelFormatError(f"no {needed!r} column (columns: {sorted(row)})", path=path)
-        name = str(row[name_column]).strip()
+        name = "" if row[name_column] is None else str(row[name_column]).strip()
         if not name:
             raise LabelFormatError(f"empty sample name in row {lineno}", path=path)
         check_sample_name(name, path=path, line=lineno)

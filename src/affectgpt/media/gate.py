@@ -290,17 +290,24 @@ def _check_header(name: str, container, limits: MediaLimits) -> None:
             f"{limits.max_duration:g} s", duration, limits.max_duration)
 
 
-def video_decode_error(name: str, exc: BaseException) -> Exception:
-    """The typed error for a failure while decoding video.
+def video_decode_error(name: str, exc: BaseException, stream=None) -> Exception:
+    """The typed error for a failure while decoding video (``stream``: the video stream).
 
     A decoder answers EINVAL (``av.error.ArgumentError``) to a picture whose size it refuses:
-    over the ``max_pixels`` cap the gate gives every video decoder, or impossible. That is a
-    :class:`ResolutionLimitError`; anything else is corrupt data.
+    over the ``max_pixels`` cap the gate gives every video decoder, or impossible. And when a
+    header declares a size over the cap, FFmpeg discards it while probing (the stream then
+    reports 0 x 0) and decoding fails. Both are a :class:`ResolutionLimitError`; anything
+    else is corrupt data.
     """
     if isinstance(exc, av.error.ArgumentError):
         return ResolutionLimitError(
             name, "the video decoder refused a picture larger than the max_pixels limit "
             f"(or of impossible size) ({describe_error(exc)})", limit="max_pixels")
+    context = getattr(stream, "codec_context", None)
+    if context is not None and not (context.width and context.height):
+        return ResolutionLimitError(
+            name, "the video stream has no usable frame size: the declared one is over the "
+            f"max_pixels limit or impossible ({describe_error(exc)})", limit="max_pixels")
     return CorruptMediaError(name, f"video decoding failed ({describe_error(exc)})")
 
 

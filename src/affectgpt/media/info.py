@@ -153,7 +153,7 @@ def _first_frame(container, stream, name: str):
             for frame in packet.decode():
                 return frame
     except AV_ERRORS as exc:
-        raise video_decode_error(name, exc) from exc
+        raise video_decode_error(name, exc, stream) from exc
     return None
 
 

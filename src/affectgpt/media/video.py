@@ -414,7 +414,7 @@ class _Cursor:
                     continue
                 yield from packet.decode()
         except AV_ERRORS as exc:
-            raise video_decode_error(self.name, exc) from exc
+            raise video_decode_error(self.name, exc, self.stream) from exc
 
     def peek(self):
         if self._pending is None and self._iter is not None:
@@ -434,6 +434,16 @@ class _Cursor:
         return self._pending
 
     def pop(self) -> None:
+        self._pending = None
+
+    def close(self) -> None:
+        """Drop the frame generator now. It refers to this cursor, so without this the pair
+        (and the decoder, with its threads) would wait for the garbage collector -- which may
+        then run in a forked child (a DataLoader worker), where freeing a frame-threaded
+        decoder deadlocks."""
+        if self._iter is not None:
+            self._iter.close()
+            self._iter = None
         self._pending = None
 
 
@@ -505,6 +515,7 @@ def _decode_by_seeking(
     except (_SeekFailed, _UnreliableTimestamps):
         return None
     finally:
+        cursor.close()
         stats.update(
             mode="seek", frames_decoded=cursor.frames_decoded, seeks=seeks,
             packets_skipped=cursor.packets_skipped, table="scan" if table.exact else "index",
@@ -620,7 +631,7 @@ def _decode_sequentially(
             if ordinal > last:
                 break
     except AV_ERRORS as exc:
-        raise video_decode_error(name, exc) from exc
+        raise video_decode_error(name, exc, stream) from exc
     finally:
         stats.update(
             mode="sequential", frames_decoded=ordinal, packets_skipped=0,
