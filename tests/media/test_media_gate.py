@@ -239,3 +239,12 @@ def test_refusals_are_media_errors_that_pickle(tmp_path):
                                                               error.maximum)
     assert ResolutionLimitError("a", "b", 1, 2, "max_width").limit == "max_width"
     assert DurationLimitError("message only").limit == "max_duration"
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "ts"])  # frame table from the index / the packets
+def test_video_span_is_checked_even_when_the_header_declares_nothing(tmp_path, monkeypatch, ext):
+    path = write_video(tmp_path / f"v.{ext}", 60, 25)  # 2.4 s
+    monkeypatch.setattr(gate_module, "_declared_duration", lambda container: None)
+    with pytest.raises(DurationLimitError, match="video stream runs past"):
+        read_frames(path, 2, limits=MediaLimits(max_duration=1.0))
+    assert read_frames(path, 2, limits=MediaLimits(max_duration=3.0)).shape[0] == 2

@@ -192,7 +192,9 @@ def sample_frames(
             if not wanted:
                 raise ValueError("indices is empty")
         context = stream.codec_context
-        budget.check_kept(len(wanted) * context.width * context.height * 3, f"{len(wanted)} frames")
+        if context is not None:  # the RGB frames this call returns
+            budget.check_kept(len(wanted) * context.width * context.height * 3,
+                              f"{len(wanted)} frames")
         _prepare_decoder(container, stream)
         stats: dict[str, int | str] = {}
         decoded = None
@@ -328,6 +330,8 @@ def _table_from_scan(container, stream, name: str, budget: DecodeBudget) -> _Fra
     records: list[tuple[int, bool]] = []
     duration = 0
     time_base = stream.time_base
+    # The duration limit in stream ticks, so the per-packet check is an integer comparison.
+    limit_ticks = budget.limits.max_duration / float(time_base) if time_base else None
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.is_discard:
@@ -336,7 +340,7 @@ def _table_from_scan(container, stream, name: str, budget: DecodeBudget) -> _Fra
             if ts is None:
                 # No timestamps at all: number the packets in decode order (raw streams).
                 ts = records[-1][0] + 1 if records else 0
-            elif time_base and records:
+            elif limit_ticks is not None and records and ts - records[0][0] > limit_ticks:
                 budget.check_seconds(float((ts - records[0][0]) * time_base), "the video stream")
             records.append((ts, packet.is_keyframe))
             duration = packet.duration or duration
