@@ -225,3 +225,26 @@ def page(browser):
     page = browser.new_page()
     yield page
     page.close()
+
+
+# --------------------------------------------------------------------------- Hypothesis
+# Fuzz tests run a bounded, derandomized number of examples so `make test` stays fast and
+# deterministic; HYPOTHESIS_PROFILE=affectgpt-deep runs many more (and random) ones. No
+# example database: nothing is written into the repository.
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # pragma: no cover - hypothesis is in the dev extra
+    pass
+else:
+    import os as _os
+
+    _hypothesis_settings.register_profile(
+        "affectgpt", max_examples=60, deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    _hypothesis_settings.register_profile(
+        "affectgpt-deep", max_examples=2000, deadline=None, database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    _hypothesis_settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "affectgpt"))

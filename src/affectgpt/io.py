@@ -130,7 +130,7 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, Any]], int]:
         if line.strip():
             try:
                 row = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 if data[end + 1:].strip():
                     raise JsonlStoreError(
                         f"{path}: corrupt row at byte {pos} followed by more rows; "

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from affectgpt.data.manifest import ManifestError, Sample
-from affectgpt.eval.labels import read_labels, read_table
+from affectgpt.eval.labels import check_sample_name, read_labels, read_table
+from affectgpt.paths import join_inside
+
+if TYPE_CHECKING:  # pragma: no cover
+    from affectgpt.media import MediaLimits
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ def _text_table(path: str | Path, what: str) -> dict[str, tuple[str, str]]:
         name = str(row["name"] or "").strip()
         if not name:
             raise ManifestError("empty sample name", line=lineno, path=path)
+        check_sample_name(name, path=path, line=lineno)
         if name in result:
             raise ManifestError("duplicate sample name", line=lineno, sample=name, path=path)
         result[name] = (str(row["chinese"] or "").strip(), str(row["english"] or "").strip())
@@ -42,13 +48,37 @@ def _text_table(path: str | Path, what: str) -> dict[str, tuple[str, str]]:
 
 def find_video(video_dir: str | Path, name: str,
                extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> str | None:
-    """The video of ``name`` in ``video_dir`` (first extension that exists), or None."""
+    """The video of ``name`` in ``video_dir`` (first extension that exists), or None.
+
+    Raises :class:`~affectgpt.paths.UnsafeNameError` for a name that would leave the folder.
+    """
     video_dir = Path(video_dir)
     for ext in extensions:
-        for candidate in (video_dir / f"{name}{ext}", video_dir / f"{name}{ext.upper()}"):
+        for candidate in (join_inside(video_dir, f"{name}{ext}", what="video file name"),
+                          join_inside(video_dir, f"{name}{ext.upper()}", what="video file name")):
             if candidate.is_file():
                 return str(candidate.resolve())
     return None
+
+
+def _gate_videos(videos: dict[str, Path], limits: MediaLimits | None) -> dict[str, Path]:
+    """The videos the media gate accepts; each refused one is logged with its reason."""
+    from affectgpt.media import MediaError, check_media
+
+    kept: dict[str, Path] = {}
+    refused = 0
+    for name, path in videos.items():
+        try:
+            check_media(path, limits)
+        except (MediaError, OSError) as exc:
+            refused += 1
+            logger.warning("left out %s: %s", path, exc)
+            continue
+        kept[name] = path
+    if refused:
+        logger.warning("%d of %d video(s) refused by the media gate and left out of the "
+                       "manifest", refused, len(videos))
+    return kept
 
 
 def import_emer_fine(
@@ -118,6 +148,8 @@ def import_video_folder(
     recursive: bool = False,
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS,
     source: str | None = None,
+    check_media: bool = True,
+    limits: MediaLimits | None = None,
 ) -> list[Sample]:
     """Samples for every video in a folder, named by file stem, sorted by name.
 
@@ -128,9 +160,15 @@ def import_video_folder(
             video are ignored; both are counted in a warning.
         extensions: accepted video suffixes (case-insensitive).
         source: value of ``Sample.source`` (default: the folder name).
+        check_media: open every video through the media gate
+            (:func:`affectgpt.media.check_media`: container header only, nothing decoded)
+            and leave out, with a warning naming the file and the reason, those it refuses
+            (unreadable, a playlist, a format not accepted, over ``limits``).
+        limits: the gate's limits (default: :func:`affectgpt.media.default_limits`).
 
     Raises:
         ManifestError: when two videos share a stem (``a.mp4`` and ``a.avi``).
+        UnsafeSampleNameError: a file stem that cannot name a sample (a control character).
     """
     video_dir = Path(video_dir)
     if not video_dir.is_dir():
@@ -144,7 +182,10 @@ def import_video_folder(
         if p.stem in videos:
             raise ManifestError(f"two videos for one name: {videos[p.stem]} and {p}",
                                 sample=p.stem, path=video_dir)
+        check_sample_name(p.stem, path=p)
         videos[p.stem] = p.resolve()
+    if check_media:
+        videos = _gate_videos(videos, limits)
     subtitles = _text_table(subtitle_csv, "subtitle") if subtitle_csv is not None else {}
     source = source or video_dir.resolve().name
     samples = []

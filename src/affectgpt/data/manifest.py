@@ -24,7 +24,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from affectgpt.eval.labels import LabelFormatError, format_label_list, parse_label_list, read_text
+from affectgpt.eval.labels import (
+    LabelFormatError,
+    check_sample_name,
+    format_label_list,
+    parse_label_list,
+    read_text,
+)
 from affectgpt.io import atomic_path
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv")
@@ -107,6 +113,8 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"not valid JSON ({exc.msg})", line=lineno, path=path) from None
+        except RecursionError:
+            raise ManifestError("JSON nested too deeply", line=lineno, path=path) from None
         if not isinstance(row, dict):
             raise ManifestError("expected a JSON object", line=lineno, path=path)
         yield lineno, row
@@ -114,6 +122,13 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
 
 def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
     reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        yield from _csv_records(reader, path)
+    except csv.Error as exc:
+        raise ManifestError(f"not valid CSV ({exc})", line=reader.line_num, path=path) from None
+
+
+def _csv_records(reader, path: Path) -> Iterator[tuple[int, dict]]:
     try:
         header = next(reader)
     except StopIteration:
@@ -135,9 +150,10 @@ def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict]]:
         if row.get("extra", "").strip():
             try:
                 row["extra"] = json.loads(row["extra"])
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"'extra' is not JSON ({exc.msg})", line=lineno,
-                                    sample=row.get("name") or None, path=path) from None
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise ManifestError(f"'extra' is not JSON ({getattr(exc, 'msg', exc)})",
+                                    line=lineno, sample=row.get("name") or None,
+                                    path=path) from None
         else:
             row["extra"] = {}
         yield lineno, row
@@ -159,7 +175,7 @@ def _row_to_sample(row: dict, *, lineno: int, path: Path, base: Path, strict: bo
         name = str(name)
     if not isinstance(name, str) or not name.strip():
         raise ManifestError("missing or empty 'name'", line=lineno, path=path)
-    name = name.strip()
+    name = check_sample_name(name.strip(), path=path, line=lineno)
 
     def fail(message: str) -> ManifestError:
         return ManifestError(message, line=lineno, sample=name, path=path)
@@ -219,6 +235,9 @@ def read_manifest(
     Raises:
         ManifestError: for a bad row (missing name, duplicate name, malformed labels,
             wrong types, unknown fields), naming the line, sample and file.
+        UnsafeSampleNameError: a sample name that would leave its folder when joined into a
+            path (``..``, an absolute path, a separator, NUL or another control character),
+            naming the line and file. Both are :class:`LabelFormatError`.
     """
     path = Path(path)
     fmt = _manifest_format(path)
@@ -281,6 +300,7 @@ def write_manifest(samples: Iterable[Sample], path: str | Path) -> Path:
     for sample in samples:
         if not sample.name:
             raise ManifestError("sample with an empty name", path=path)
+        check_sample_name(sample.name, path=path)
         if sample.name in seen:
             raise ManifestError("duplicate name", sample=sample.name, path=path)
         seen.add(sample.name)

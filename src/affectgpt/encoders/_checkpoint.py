@@ -20,11 +20,14 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from affectgpt.paths import UnsafeNameError, unsafe_name_reason
+
 __all__ = [
     "CheckpointError",
     "build_uninitialised",
     "load_strict",
     "read_tensors",
+    "read_weight_map",
     "require_model_folder",
     "torch_load_mmap",
     "weight_files",
@@ -73,9 +76,50 @@ def weight_files(folder: Path) -> list[Path]:
     raise FileNotFoundError(f"no weights in {folder} (no *.safetensors or pytorch_model*.bin)")
 
 
+def read_weight_map(index: Path) -> dict[str, Path]:
+    """``{tensor name: shard path}`` from a sharded checkpoint's index (``weight_map``).
+
+    Every shard must be named as a file directly in the index's folder: a name with ``..``,
+    a separator, an absolute path or a control character raises
+    :class:`~affectgpt.paths.UnsafeNameError` naming the index file and line, so a
+    downloaded checkpoint cannot make the loader read files elsewhere.
+
+    Raises:
+        CheckpointError: the index is not JSON or has no ``weight_map`` of strings.
+        UnsafeNameError: a shard name that would leave the folder.
+    """
+    index = Path(index)
+    text = index.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{index}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(v, str) for v in weight_map.values()
+    ):
+        raise CheckpointError(f"{index}: expected a 'weight_map' object of tensor name -> "
+                              "shard file name")
+    shards: dict[str, Path] = {}
+    for name in set(weight_map.values()):
+        reason = unsafe_name_reason(name)
+        if reason is not None:
+            raise UnsafeNameError(name, reason, index, _line_of(text, name), "shard file name")
+        shards[name] = index.parent / name
+    return {key: shards[name] for key, name in weight_map.items()}
+
+
+def _line_of(text: str, value: str) -> int | None:
+    """The line of ``text`` (JSON) where the string ``value`` first appears, if found."""
+    for encoded in (json.dumps(value), json.dumps(value, ensure_ascii=False)):
+        pos = text.find(encoded)
+        if pos >= 0:
+            return text.count("\n", 0, pos) + 1
+    return None
+
+
 def _index_files(folder: Path, index: Path) -> list[Path]:
-    weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-    files = [folder / name for name in sorted(set(weight_map.values()))]
+    files = sorted(set(read_weight_map(index).values()))
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"{index.name} in {folder} names missing shards: {missing}")
@@ -87,8 +131,7 @@ def _index_map(folder: Path, files: list[Path]) -> dict[str, Path] | None:
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = folder / index_name
         if index.is_file():
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            owner = {key: folder / name for key, name in weight_map.items()}
+            owner = read_weight_map(index)
             if set(owner.values()) == set(files):
                 return owner
     return None

@@ -238,8 +238,9 @@ def _checkpoint_tensors(folder: Path) -> dict[str, torch.Tensor]:
     if (folder / "model.safetensors").is_file():
         files = [folder / "model.safetensors"]  # e.g. beside fp32 shards of the same weights
     elif index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        files = [folder / name for name in sorted(set(weight_map.values()))]
+        from affectgpt.encoders._checkpoint import read_weight_map
+
+        files = sorted(set(read_weight_map(index).values()))
     else:
         files = sorted(folder.glob("*.safetensors"))
     if files:

@@ -34,6 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from affectgpt.paths import UnsafeNameError, unsafe_name_reason
+
 LABEL_SYNTAXES = ("python", "mertools")
 
 _FULL_WIDTH = str.maketrans(
@@ -89,6 +91,31 @@ class ReferenceReading:
     def to_dict(self) -> dict[str, object]:
         return {"file": self.path, "sample": self.sample, "text": self.text,
                 "labels": list(self.labels)}
+
+
+class UnsafeSampleNameError(LabelFormatError, UnsafeNameError):
+    """A sample name in a table or manifest that would leave its folder when joined into a
+    path (``..``, an absolute path, a separator, NUL or another control character).
+
+    ``str(error)`` names the file and line; the attributes are those of
+    :class:`~affectgpt.paths.UnsafeNameError` (``name``, ``reason``, ``path``, ``line``).
+    """
+
+    def __init__(self, name: str, reason: str, path: str | Path | None = None,
+                 line: int | None = None, what: str = "sample name") -> None:
+        UnsafeNameError.__init__(self, name, reason, path, line, what)
+        self.sample = name
+
+
+def check_sample_name(name: str, *, path: str | Path | None = None,
+                      line: int | None = None) -> str:
+    """Return ``name`` when it can name a file or folder of its own (see
+    :func:`affectgpt.paths.unsafe_name_reason`); raise :class:`UnsafeSampleNameError` naming
+    ``path`` and ``line`` otherwise."""
+    reason = unsafe_name_reason(name)
+    if reason is not None:
+        raise UnsafeSampleNameError(name, reason, path, line)
+    return name
 
 
 def _unique_lower(items: Iterable[str]) -> list[str]:
@@ -178,7 +205,8 @@ def parse_label_groups(text: object) -> list[list[str]]:
     if isinstance(text, (list, tuple)):
         if not all(isinstance(g, (list, tuple)) for g in text):
             raise LabelFormatError(f"expected a list of lists, got {text!r}")
-        return [parse_label_list(list(g)) for g in text if len(g)]
+        groups = (parse_label_list(list(g)) for g in text)
+        return [g for g in groups if g]  # as for text: a group of blank labels is no group
     if not isinstance(text, str):
         raise LabelFormatError(f"expected a list of lists, got {type(text).__name__}")
     inner = _strip_brackets(text)
@@ -266,6 +294,8 @@ def read_table(path: str | Path, encoding: str | None = None) -> list[dict[str, 
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise LabelFormatError(f"line {lineno} is not JSON: {exc.msg}", path=path) from None
+            except RecursionError:
+                raise LabelFormatError(f"line {lineno}: JSON nested too deeply", path=path) from None
             if not isinstance(row, dict):
                 raise LabelFormatError(f"line {lineno} is not a JSON object", path=path)
             rows.append(row)
@@ -275,6 +305,8 @@ def read_table(path: str | Path, encoding: str | None = None) -> list[dict[str, 
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LabelFormatError(f"not JSON: {exc.msg} (line {exc.lineno})", path=path) from None
+        except RecursionError:
+            raise LabelFormatError("JSON nested too deeply", path=path) from None
         if isinstance(data, dict):
             return [{"name": k, "openset": v} for k, v in data.items()]
         if isinstance(data, list) and all(isinstance(r, dict) for r in data):
@@ -282,9 +314,20 @@ def read_table(path: str | Path, encoding: str | None = None) -> list[dict[str, 
         raise LabelFormatError("JSON must be a list of objects or a {name: labels} object", path=path)
     delimiter = "\t" if suffix == ".tsv" else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    if reader.fieldnames is None:
-        raise LabelFormatError("empty file (no header row)", path=path)
-    return list(reader)
+    rows = []
+    try:
+        if reader.fieldnames is None:
+            raise LabelFormatError("empty file (no header row)", path=path)
+        for row in reader:
+            extra = row.pop(None, None)  # values past the header's columns
+            if extra and any(str(v).strip() for v in extra):
+                raise LabelFormatError(
+                    f"line {reader.line_num}: more values than the header's "
+                    f"{len(reader.fieldnames)} columns (unquoted comma?)", path=path)
+            rows.append(row)
+    except csv.Error as exc:
+        raise LabelFormatError(f"line {reader.line_num}: not valid CSV ({exc})", path=path) from None
+    return rows
 
 
 def read_column(
@@ -296,16 +339,19 @@ def read_column(
 ) -> dict[str, object]:
     """Read ``{sample name: raw value of column}`` from a CSV/TSV/JSONL/JSON table.
 
-    A missing column, an empty sample name or a duplicate name is an error naming the file.
+    A missing column, an empty sample name or a duplicate name is an error naming the file;
+    a name that would leave its folder (:func:`check_sample_name`) raises
+    :class:`UnsafeSampleNameError` naming the file and row.
     """
     result: dict[str, object] = {}
     for lineno, row in enumerate(read_table(path, encoding), 2):
         for needed in (name_column, column):
             if needed not in row:
                 raise LabelFormatError(f"no {needed!r} column (columns: {sorted(row)})", path=path)
-        name = str(row[name_column]).strip()
+        name = "" if row[name_column] is None else str(row[name_column]).strip()
         if not name:
             raise LabelFormatError(f"empty sample name in row {lineno}", path=path)
+        check_sample_name(name, path=path, line=lineno)
         if name in result:
             raise LabelFormatError("duplicate sample name", sample=name, path=path)
         result[name] = row[column]
@@ -372,17 +418,25 @@ def read_labels(
 
 def read_names(path: str | Path, split: str | None = None) -> list[str]:
     """Sample names from a plain names file (one per line) or a table with ``name`` and
-    ``split`` columns (then only rows whose split equals ``split``; ``whole`` keeps all)."""
+    ``split`` columns (then only rows whose split equals ``split``; ``whole`` keeps all).
+    A name that would leave its folder raises :class:`UnsafeSampleNameError`."""
     path = Path(path)
     if path.suffix.lower() in (".csv", ".tsv", ".jsonl", ".json"):
         rows = read_table(path)
         if split is not None and split != "whole":
             if rows and "split" not in rows[0]:
                 raise LabelFormatError("no 'split' column to select from", path=path)
-            rows = [r for r in rows if str(r.get("split", "")).strip() == split]
-        names = [str(r["name"]).strip() for r in rows]
+            rows = [(i, r) for i, r in enumerate(rows, 2)
+                    if str(r.get("split", "")).strip() == split]
+        else:
+            rows = list(enumerate(rows, 2))
+        for _, row in rows:
+            if "name" not in row:
+                raise LabelFormatError(f"no 'name' column (columns: {sorted(row)})", path=path)
+        names = [check_sample_name(str(r["name"]).strip(), path=path, line=i) for i, r in rows]
     else:
-        names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+        names = [check_sample_name(line.strip(), path=path, line=i)
+                 for i, line in enumerate(read_text(path).splitlines(), 1) if line.strip()]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise LabelFormatError("duplicate sample name in names file", sample=dup, path=path)

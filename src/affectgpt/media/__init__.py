@@ -20,6 +20,11 @@ Frame and clip sampling follow the reference code (see :func:`sample_frame_indic
 :mod:`affectgpt.media.audio`). Every failure raises a :class:`MediaError` subclass naming the
 file; a missing file raises :class:`FileNotFoundError`.
 
+Every file is opened through the media gate (:mod:`affectgpt.media.gate`): local files only,
+a whitelist of container formats (no playlists or concat scripts), and :class:`MediaLimits` on
+duration, frame size, stream count and decoded size; a refusal raises a
+:class:`MediaRefusedError` subclass.
+
 Face crops (OpenCV, the ``faces`` extra)::
 
     from affectgpt.media import crop_faces, find_main_face
@@ -41,10 +46,26 @@ from typing import TYPE_CHECKING, Any
 from .audio import audio_clip_starts, audio_clips, read_audio
 from .errors import (
     CorruptMediaError,
+    DecodedSizeLimitError,
+    DurationLimitError,
     EmptyMediaError,
     MediaError,
+    MediaLimitError,
+    MediaRefusedError,
     NoAudioStreamError,
     NoVideoStreamError,
+    ResolutionLimitError,
+    StreamCountLimitError,
+    UnsupportedFormatError,
+    UnsupportedProtocolError,
+)
+from .gate import (
+    ACCEPTED_FORMATS,
+    DEFAULT_LIMITS,
+    MediaLimits,
+    check_media,
+    default_limits,
+    set_default_limits,
 )
 from .info import MediaInfo, probe
 from .video import SampledFrames, read_frames, sample_frame_indices, sample_frames
@@ -76,6 +97,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 __all__ = [
+    "ACCEPTED_FORMATS",
     "CLIP_MEAN",
     "CLIP_STD",
     "FACE_CASCADE",
@@ -84,18 +106,30 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "CorruptMediaError",
+    "DEFAULT_LIMITS",
+    "DecodedSizeLimitError",
+    "DurationLimitError",
     "EmptyMediaError",
     "FaceCrops",
     "FaceTrack",
     "MainFace",
     "MediaError",
     "MediaInfo",
+    "MediaLimitError",
+    "MediaLimits",
+    "MediaRefusedError",
     "NoAudioStreamError",
     "NoVideoStreamError",
+    "ResolutionLimitError",
     "SampledFrames",
+    "StreamCountLimitError",
+    "UnsupportedFormatError",
+    "UnsupportedProtocolError",
     "audio_clip_starts",
     "audio_clips",
+    "check_media",
     "crop_faces",
+    "default_limits",
     "detect_faces",
     "find_main_face",
     "imagebind_audio_features",
@@ -108,6 +142,7 @@ __all__ = [
     "sample_frame_indices",
     "sample_frames",
     "track_faces",
+    "set_default_limits",
     "whisper_log_mel",
     "whisper_mel_filters",
 ]

@@ -1,4 +1,5 @@
-"""Opening containers and choosing streams with PyAV, mapping failures to typed errors."""
+"""Choosing streams with PyAV and mapping failures to typed errors (containers are opened by
+:mod:`affectgpt.media.gate`)."""
 
 from __future__ import annotations
 
@@ -32,22 +33,6 @@ def check_path(path: str | os.PathLike[str]) -> str:
     if os.path.getsize(name) == 0:
         raise EmptyMediaError(name, "file is empty (0 bytes)")
     return name
-
-
-def open_input(path: str | os.PathLike[str]) -> tuple[str, av.container.InputContainer]:
-    """Open ``path`` for reading; return ``(name, container)``."""
-    name = check_path(path)
-    try:
-        container = av.open(name, mode="r", metadata_errors="replace")
-    except (av.error.EOFError, EOFError) as exc:
-        # The demuxer hit the end of the file while looking for the first packets.
-        raise EmptyMediaError(name, "no media data after the container header") from exc
-    except AV_ERRORS as exc:
-        raise CorruptMediaError(name, f"cannot open container ({_describe(exc)})") from exc
-    if len(container.streams) == 0:
-        container.close()
-        raise EmptyMediaError(name, "container holds no streams")
-    return name, container
 
 
 def _describe(exc: BaseException) -> str:

@@ -36,17 +36,20 @@ from ._container import (
     declared_stream_duration,
     describe_error,
     discard_others,
-    open_input,
 )
 from ._container import (
     audio_stream as _audio_stream,
 )
 from .errors import CorruptMediaError, EmptyMediaError
+from .gate import DecodeBudget, MediaLimits, open_container
 
 __all__ = ["audio_clip_starts", "audio_clips", "read_audio"]
 
 
-def read_audio(path: str | os.PathLike[str], sample_rate: int | None = 16000) -> np.ndarray:
+def read_audio(
+    path: str | os.PathLike[str], sample_rate: int | None = 16000, *,
+    limits: MediaLimits | None = None,
+) -> np.ndarray:
     """Decode the audio of a file as float32 mono samples in ``[-1, 1]``.
 
     Works on video containers (MP4, MKV, AVI, ...) and audio files (WAV, MP3, FLAC, OGG, ...).
@@ -61,6 +64,8 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int | None = 16000) ->
         path: the media file.
         sample_rate: output rate in Hz (16 kHz for ImageBind and Whisper); ``None`` keeps the
             stream's own rate.
+        limits: the media gate's limits (default: :func:`~affectgpt.media.default_limits`);
+            the decoded duration and the returned samples are checked while decoding.
 
     Returns:
         ``[samples]`` float32 array.
@@ -70,14 +75,15 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int | None = 16000) ->
         NoAudioStreamError: the file has no audio stream (a silent video).
         EmptyMediaError: the file is empty or the audio stream holds no samples.
         CorruptMediaError: the container is unreadable, truncated, or fails to decode.
+        MediaRefusedError: the gate refused the file (format, protocol or a limit).
     """
-    name, container = open_input(path)
+    name, container = open_container(path, limits)
     try:
         stream = _audio_stream(container, name)
         check_not_truncated(container, name)
         discard_others(container, stream)
         chunks, source_samples, source_rate = _decode_resampled(
-            container, stream, name, sample_rate
+            container, stream, name, sample_rate, DecodeBudget(name, limits)
         )
         _check_complete(stream, name, source_samples, source_rate)
     finally:
@@ -91,27 +97,37 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int | None = 16000) ->
     return wave
 
 
-def _decode_resampled(container, stream, name: str, sample_rate: int | None):
+def _decode_resampled(container, stream, name: str, sample_rate: int | None,
+                      budget: DecodeBudget):
     chunks: list[np.ndarray] = []
     source_samples = 0
     source_rate = stream.rate or 0
     resampler = None
     setup = None
+    seconds = 0.0  # decoded so far (a stream may change its sample rate midway)
+
+    def keep(planes: list[np.ndarray]) -> None:
+        budget.keep(sum(p.nbytes for p in planes), "the audio samples")
+        chunks.extend(planes)
+
     try:
         for packet in container.demux(stream):
             for frame in packet.decode():
                 source_samples += frame.samples
                 source_rate = frame.sample_rate or source_rate
+                if frame.sample_rate:
+                    seconds += frame.samples / frame.sample_rate
+                    budget.check_seconds(seconds, "the audio stream")
                 key = (frame.format.name, frame.layout.name, frame.sample_rate)
                 if key != setup:  # first frame, or the stream changed its parameters
                     if resampler is not None:
-                        chunks.extend(_planes(resampler.resample(None)))
+                        keep(_planes(resampler.resample(None)))
                     resampler = _make_resampler(sample_rate or frame.sample_rate)
                     setup = key
                 frame.pts = None  # resample by sample count; timestamps gaps are not filled
-                chunks.extend(_planes(resampler.resample(frame)))
+                keep(_planes(resampler.resample(frame)))
         if resampler is not None:
-            chunks.extend(_planes(resampler.resample(None)))
+            keep(_planes(resampler.resample(None)))
     except AV_ERRORS as exc:
         raise CorruptMediaError(name, f"audio decoding failed ({describe_error(exc)})") from exc
     return chunks, source_samples, source_rate

@@ -11,12 +11,12 @@ from ._container import (
     check_not_truncated,
     describe_error,
     discard_others,
-    open_input,
     seconds,
     video_stream,
 )
 from ._orientation import display_matrix, display_orientation, legacy_rotate_tag
 from .errors import CorruptMediaError, MediaError
+from .gate import MediaLimits, open_container, video_decode_error
 
 __all__ = ["MediaInfo", "probe"]
 
@@ -66,20 +66,24 @@ class MediaInfo:
     format: str = ""
 
 
-def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaInfo:
+def probe(
+    path: str | os.PathLike[str], *, count_frames: bool = False, limits: MediaLimits | None = None
+) -> MediaInfo:
     """Read the stream metadata of a media file.
 
     Decodes at most the first video frame (to read its display matrix); with
     ``count_frames=True`` and a container without a frame count it also demuxes the video
-    packets (no decoding) to count frames exactly.
+    packets (no decoding) to count frames exactly. The file is opened through the media gate
+    (:mod:`affectgpt.media.gate`) with ``limits`` (default: :func:`default_limits`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         EmptyMediaError: the file has zero bytes.
         CorruptMediaError: the container cannot be read or is truncated.
+        MediaRefusedError: the gate refused the file (format, protocol or a limit).
         MediaError: the file has neither audio nor video.
     """
-    name, container = open_input(path)
+    name, container = open_container(path, limits)
     try:
         check_not_truncated(container, name)
         video = video_stream(container, name, required=False)
@@ -127,7 +131,7 @@ def probe(path: str | os.PathLike[str], *, count_frames: bool = False) -> MediaI
             if video.frames > 0:
                 info.num_frames = video.frames
             elif count_frames:
-                info.num_frames = _count_packets(name)
+                info.num_frames = _count_packets(name, limits)
             elif info.fps:
                 video_duration = seconds(video.duration, video.time_base) or info.duration
                 if video_duration > 0:
@@ -149,12 +153,12 @@ def _first_frame(container, stream, name: str):
             for frame in packet.decode():
                 return frame
     except AV_ERRORS as exc:
-        raise CorruptMediaError(name, f"video decoding failed ({describe_error(exc)})") from exc
+        raise video_decode_error(name, exc, stream) from exc
     return None
 
 
-def _count_packets(name: str) -> int:
-    _, container = open_input(name)
+def _count_packets(name: str, limits: MediaLimits | None) -> int:
+    _, container = open_container(name, limits)
     try:
         stream = video_stream(container, name)
         discard_others(container, stream)

@@ -42,11 +42,11 @@ from ._container import (
     declared_stream_duration,
     describe_error,
     discard_others,
-    open_input,
     video_stream,
 )
 from ._orientation import display_matrix, display_orientation, legacy_rotate_tag, orient
 from .errors import CorruptMediaError, EmptyMediaError
+from .gate import DecodeBudget, MediaLimits, open_container, video_decode_error
 
 __all__ = [
     "SampledFrames",
@@ -128,7 +128,9 @@ class SampledFrames:
     stats: dict[str, int | str] = field(default_factory=dict)
 
 
-def read_frames(path: str | os.PathLike[str], n: int = 8) -> np.ndarray:
+def read_frames(
+    path: str | os.PathLike[str], n: int = 8, *, limits: MediaLimits | None = None
+) -> np.ndarray:
     """Decode ``n`` uniformly sampled frames of a video.
 
     Frames are chosen with :func:`sample_frame_indices` (the reference rule) and returned
@@ -140,8 +142,10 @@ def read_frames(path: str | os.PathLike[str], n: int = 8) -> np.ndarray:
         NoVideoStreamError: the file has no video stream.
         EmptyMediaError: the file is empty or its video stream has no frames.
         CorruptMediaError: the container cannot be read or a needed frame cannot be decoded.
+        MediaRefusedError: the media gate refused the file (format, protocol or a limit of
+            ``limits``, default :func:`~affectgpt.media.default_limits`).
     """
-    return sample_frames(path, n).frames
+    return sample_frames(path, n, limits=limits).frames
 
 
 def sample_frames(
@@ -149,6 +153,7 @@ def sample_frames(
     n: int = 8,
     *,
     indices: Sequence[int] | None = None,
+    limits: MediaLimits | None = None,
 ) -> SampledFrames:
     """Decode uniformly sampled frames (or the frames at ``indices``) with their metadata.
 
@@ -157,6 +162,8 @@ def sample_frames(
         n: number of frames to sample uniformly (ignored when ``indices`` is given).
         indices: explicit frame indices (presentation order, any order, repeats allowed);
             negative values count from the end as in Python.
+        limits: the media gate's limits (default: :func:`~affectgpt.media.default_limits`);
+            the video's span and the size of the returned frames are checked before decoding.
 
     Returns:
         A :class:`SampledFrames`. ``frames[j]`` is frame ``indices[j]``.
@@ -165,28 +172,38 @@ def sample_frames(
         FileNotFoundError, NoVideoStreamError, EmptyMediaError, CorruptMediaError (see
         :func:`read_frames`); ``IndexError`` for an explicit index out of range.
     """
-    name, container = open_input(path)
+    name, container = open_container(path, limits)
+    budget = DecodeBudget(name, limits)
     try:
         stream = video_stream(container, name)
         check_not_truncated(container, name)
         table = _table_from_index(stream)
+        if table is not None and stream.time_base:
+            span = float((table.pts[-1] - table.pts[0]) * stream.time_base)
+            budget.check_seconds(span, "the video stream")
         if table is None:
             discard_others(container, stream)
-            table = _table_from_scan(container, stream, name)
-            container, stream = _reopen(container, name)
+            table = _table_from_scan(container, stream, name, budget)
+            container, stream = _reopen(container, name, limits)
         if indices is None:
             wanted = sample_frame_indices(table.num_frames, n)
         else:
             wanted = [_normalise_index(i, table.num_frames) for i in indices]
             if not wanted:
                 raise ValueError("indices is empty")
+        context = stream.codec_context
+        if context is not None:  # the RGB frames this call returns
+            budget.check_kept(len(wanted) * context.width * context.height * 3,
+                              f"{len(wanted)} frames")
         _prepare_decoder(container, stream)
         stats: dict[str, int | str] = {}
         decoded = None
         if container.format.name in SEEKABLE_FORMATS:
-            decoded = _decode_by_seeking(container, stream, table, sorted(set(wanted)), stats)
+            decoded = _decode_by_seeking(
+                container, stream, name, table, sorted(set(wanted)), stats
+            )
         if decoded is None:  # untrusted timestamps or an index that disagreed with the packets
-            container, stream = _reopen(container, name)
+            container, stream = _reopen(container, name, limits)
             _prepare_decoder(container, stream)
             decoded = _decode_sequentially(container, stream, table, set(wanted), name, stats)
         time_base = stream.time_base or Fraction(0)
@@ -206,10 +223,10 @@ def sample_frames(
     )
 
 
-def _reopen(container, name: str):
+def _reopen(container, name: str, limits: MediaLimits | None):
     """Close ``container`` and open the file again, positioned at its start."""
     container.close()
-    _, container = open_input(name)
+    _, container = open_container(name, limits)
     return container, video_stream(container, name)
 
 
@@ -308,10 +325,13 @@ def _table_from_index(stream) -> _FrameTable | None:
     return _FrameTable(pts, key_pts, _fps(stream, count), exact=False)
 
 
-def _table_from_scan(container, stream, name: str) -> _FrameTable:
+def _table_from_scan(container, stream, name: str, budget: DecodeBudget) -> _FrameTable:
     """Frame table from one pass over the video packets (demuxing only, no decoding)."""
     records: list[tuple[int, bool]] = []
     duration = 0
+    time_base = stream.time_base
+    # The duration limit in stream ticks, so the per-packet check is an integer comparison.
+    limit_ticks = budget.limits.max_duration / float(time_base) if time_base else None
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.is_discard:
@@ -320,6 +340,8 @@ def _table_from_scan(container, stream, name: str) -> _FrameTable:
             if ts is None:
                 # No timestamps at all: number the packets in decode order (raw streams).
                 ts = records[-1][0] + 1 if records else 0
+            elif limit_ticks is not None and records and ts - records[0][0] > limit_ticks:
+                budget.check_seconds(float((ts - records[0][0]) * time_base), "the video stream")
             records.append((ts, packet.is_keyframe))
             duration = packet.duration or duration
     except AV_ERRORS as exc:
@@ -396,9 +418,7 @@ class _Cursor:
                     continue
                 yield from packet.decode()
         except AV_ERRORS as exc:
-            raise CorruptMediaError(
-                self.name, f"video decoding failed ({describe_error(exc)})"
-            ) from exc
+            raise video_decode_error(self.name, exc, self.stream) from exc
 
     def peek(self):
         if self._pending is None and self._iter is not None:
@@ -420,6 +440,16 @@ class _Cursor:
     def pop(self) -> None:
         self._pending = None
 
+    def close(self) -> None:
+        """Drop the frame generator now. It refers to this cursor, so without this the pair
+        (and the decoder, with its threads) would wait for the garbage collector -- which may
+        then run in a forked child (a DataLoader worker), where freeing a frame-threaded
+        decoder deadlocks."""
+        if self._iter is not None:
+            self._iter.close()
+            self._iter = None
+        self._pending = None
+
 
 class _SeekFailed(Exception):
     pass
@@ -432,9 +462,11 @@ class _UnreliableTimestamps(Exception):
 _LATE = object()  # sentinel: decoding (re)started after the wanted frame
 
 
-def _decode_by_seeking(container, stream, table: _FrameTable, wanted: list[int], stats: dict):
+def _decode_by_seeking(
+    container, stream, name: str, table: _FrameTable, wanted: list[int], stats: dict
+):
     """Decode the frames ``wanted`` (sorted, unique) by seeking; ``None`` if that fails."""
-    cursor = _Cursor(container, stream, container.name)
+    cursor = _Cursor(container, stream, name)
     cursor.start(table.key_pts[0], seek=False)  # a freshly opened container is at its start
     rotate_tag = legacy_rotate_tag(stream)
     reformatter = VideoReformatter()  # reuses one swscale context for all frames
@@ -487,6 +519,7 @@ def _decode_by_seeking(container, stream, table: _FrameTable, wanted: list[int],
     except (_SeekFailed, _UnreliableTimestamps):
         return None
     finally:
+        cursor.close()
         stats.update(
             mode="seek", frames_decoded=cursor.frames_decoded, seeks=seeks,
             packets_skipped=cursor.packets_skipped, table="scan" if table.exact else "index",
@@ -602,7 +635,7 @@ def _decode_sequentially(
             if ordinal > last:
                 break
     except AV_ERRORS as exc:
-        raise CorruptMediaError(name, f"video decoding failed ({describe_error(exc)})") from exc
+        raise video_decode_error(name, exc, stream) from exc
     finally:
         stats.update(
             mode="sequential", frames_decoded=ordinal, packets_skipped=0,

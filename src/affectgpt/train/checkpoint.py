@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from affectgpt.io import atomic_write
+from affectgpt.paths import join_inside
 
 WEIGHTS = "trainable.safetensors"
 PRETRAINED_WEIGHTS = "adapters.safetensors"  # affectgpt.model's save_pretrained folders
@@ -142,10 +143,18 @@ def list_checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def read_pointer(out_dir: str | Path, name: str = LATEST) -> Path | None:
+    """The complete checkpoint a pointer file (``latest``, ``best``) names, or ``None``.
+
+    The pointer must name a folder directly in ``out_dir``; anything else (``..``, an
+    absolute path, a separator) raises :class:`~affectgpt.paths.UnsafeNameError`.
+    """
     pointer = Path(out_dir) / name
     if not pointer.is_file():
         return None
-    target = Path(out_dir) / pointer.read_text(encoding="utf-8").strip()
+    folder = pointer.read_text(encoding="utf-8").strip()
+    if not folder:
+        return None
+    target = join_inside(out_dir, folder, what="checkpoint folder name", path=pointer, line=1)
     return target if is_complete(target) else None
 
 
