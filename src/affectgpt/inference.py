@@ -109,6 +109,7 @@ def predict(model: AffectGPT, samples: Sequence[Sample], sources: Mapping[str, C
                 for sample, item, text in zip(kept, items, texts):
                     yield {"name": sample.name, "description": text,
                            "openset": extract_labels(text), "split": sample.split,
+                           "subtitle_source": sample.subtitle_source,
                            "has_video": item["video"] is not None,
                            "has_audio": item["audio"] is not None}
             bar.update(len(chunk))
