@@ -35,7 +35,7 @@ def count_words(text: str) -> tuple[int, str]:
     """Spoken units of ``text`` and their name: CJK characters (``"characters"``) when the
     text is mostly Chinese, else whitespace-separated ``"words"``."""
     cjk = len(_CJK.findall(text))
-    latin = len(_CJK.sub(" ", text).split())
+    latin = sum(1 for token in _CJK.sub(" ", text).split() if any(c.isalnum() for c in token))
     if cjk and cjk >= latin:
         return cjk + latin, "characters"
     return latin, "words"
