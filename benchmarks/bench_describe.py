@@ -140,7 +140,11 @@ def main() -> int:
         from affectgpt.llm.endpoint import ChatEndpoint
 
         llm = ChatEndpoint(base_url=args.llm_base_url, model=args.llm_model, api_key_env=None)
-    describer = ZeroShotDescriber(llm)
+    from affectgpt.encoders.asr import TranscriptCache
+
+    # a fresh transcript cache: the ASR time is measured, not read back
+    describer = ZeroShotDescriber(llm, transcript_cache=TranscriptCache(
+        tempfile.mkdtemp(prefix="bench-describe-transcripts-")))
     val_rows = read_clips(describer, val)
     test_rows = read_clips(describer, test)
     lexicon = LexiconExtractor()
@@ -167,7 +171,7 @@ def main() -> int:
                  "prosody only": top("prosody"),
                  "fused (default)": fuse(readings.values(), DEFAULT_WEIGHTS).labels,
                  "fused (selected)": fuse(readings.values(), selected).labels}
-        rows.append({"name": sample.name, "cue": sample.extra.get("cue"), "preds": preds,
+        rows.append({"name": sample.name, "cue": sample.extra.get("synthetic", {}).get("cue"), "preds": preds,
                      "gold": list(sample.labels), "timings": result.extra["timings"],
                      "transcript": result.subtitle, "subtitle": sample.subtitle_en})
 
