@@ -393,10 +393,11 @@ class ZeroShotDescriber:
                 from affectgpt.clues.merge import LocalChatModel
 
                 self._chat = LocalChatModel()
-            elif hasattr(self.llm_spec, "client"):
-                self._chat = self.llm_spec.client()
             else:
-                self._chat = self.llm_spec  # anything with chat(messages, ...)
+                from affectgpt.llm.endpoint import ChatEndpoint
+
+                self._chat = (self.llm_spec.client() if isinstance(self.llm_spec, ChatEndpoint)
+                              else self.llm_spec)  # anything with chat(messages, ...)
         return self._chat
 
     def describe_setup(self) -> dict[str, Any]:

@@ -133,3 +133,24 @@ def test_describe_cli_untrained_needs_an_explicit_option(clips, capsys):
     assert main(["describe", str(clips["face"]), "--preset", "small"]) == 2
     assert "--untrained-preset" in capsys.readouterr().err
     assert main(["describe", str(clips["root"] / "missing.mp4")]) == 2
+
+
+def test_an_openai_compatible_server_decides_and_is_checked(describer, clips, llm_client):
+    """With an endpoint (here the real `transformers serve` on loopback) the LLM's labels
+    are final unless unusable; the result records them, their source and whether they
+    contradict every measured clue."""
+    from affectgpt.clues.labels import EMOTIONS
+
+    served = ZeroShotDescriber(llm_client, transcript_cache=describer.transcript_cache,
+                               max_tokens=80)
+    assert served.decide == "llm"
+    result = served.describe(clips["no_face"])
+    merge = result.extra["merge"]
+    assert merge["labels_source"] in ("llm", "lexicon-fallback", "clues-fallback")
+    assert result.labels and cut_repetition(result.description) == result.description
+    if merge["labels_source"] == "llm":
+        assert result.labels == merge["llm_labels"]
+    known = [label for label in result.labels if label in EMOTIONS]
+    # the words are angry and there is no face: a positive-only answer contradicts them all
+    if known and all(label in ("happy",) for label in known):
+        assert result.extra["llm_contradicts_clues"]

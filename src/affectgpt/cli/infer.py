@@ -272,12 +272,9 @@ def _transcribe_samples(samples, args):
 
 
 def cmd_describe(args) -> int:
-    import json
-    import sys
     from pathlib import Path
 
-    from affectgpt.inference import InferenceInputError, ZeroShotDescriber
-    from affectgpt.media import MediaError
+    from affectgpt.inference import InferenceInputError
 
     files = describe_inputs(args.inputs, recursive=args.recursive)
     if args.subtitle and len(files) > 1:
@@ -285,6 +282,27 @@ def cmd_describe(args) -> int:
     names = [Path(f).stem for f in files]
     if args.out and len(set(names)) != len(names):
         raise InferenceInputError("two inputs have the same file name; rows are named by it")
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "local_server", False) and not args.no_llm and not (
+                args.model or args.untrained_preset):
+            from affectgpt.llm.server import local_llm_server
+
+            server = stack.enter_context(local_llm_server(max_batch=1))
+            args.llm_base_url, args.llm_model, args.llm_api_key_env = \
+                server.base_url, server.model, None
+        return _describe_files(args, files)
+
+
+def _describe_files(args, files) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from affectgpt.inference import InferenceInputError, ZeroShotDescriber
+    from affectgpt.media import MediaError
+
     describer = _describer(args)
     rows, results, failed = [], [], 0
     for path in files:

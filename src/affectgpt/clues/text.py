@@ -30,7 +30,9 @@ PROTOTYPES: dict[str, dict[str, tuple[str, ...]]] = {
     "en": {
         "neutral": ("The meeting is scheduled for Tuesday afternoon.",
                     "Please hand me the folder on the desk.",
-                    "We took the train and arrived at noon."),
+                    "We took the train and arrived at noon.",
+                    "My cousin lives in a small town by the coast.",
+                    "I bought bread and milk at the shop on the corner."),
         "happy": ("I am so happy, this is wonderful!", "I love it, what a great day!",
                   "That makes me really glad and cheerful."),
         "sad": ("I feel so sad and lonely.", "I miss her so much, it hurts.",
@@ -45,7 +47,8 @@ PROTOTYPES: dict[str, dict[str, tuple[str, ...]]] = {
                       "How revolting, I can't stand it."),
     },
     "zh": {
-        "neutral": ("会议安排在星期二下午。", "请把桌上的文件夹递给我。", "我们坐火车中午到的。"),
+        "neutral": ("会议安排在星期二下午。", "请把桌上的文件夹递给我。", "我们坐火车中午到的。",
+                    "我表哥住在海边的一个小镇。", "我在街角的商店买了面包和牛奶。"),
         "happy": ("我太高兴了，真是太好了！", "我好开心，今天真棒！", "这让我非常快乐。"),
         "sad": ("我好难过，好孤单。", "我很想她，心里很痛。", "什么都没了，我想哭。"),
         "angry": ("我气死了，你怎么敢这样对我！", "够了，我受够了，滚出去！", "这让我非常生气。"),
@@ -135,7 +138,7 @@ class TextEmotionClue:
         """What the clue model is (for records)."""
         names = {"minilm": "all-MiniLM-L6-v2", "e5": "multilingual-e5-small (4-bit)"}
         return {"model": {lang: names[k] for lang, k in self.encoder_kinds.items()},
-                "prototypes_per_label": {lang: len(p["happy"]) for lang, p in PROTOTYPES.items()}}
+                "prototypes": {lang: sum(map(len, p.values())) for lang, p in PROTOTYPES.items()}}
 
     def _encoder(self, language: str) -> tuple[SentenceEncoder, np.ndarray]:
         kind = self.encoder_kinds[language]
@@ -152,8 +155,12 @@ class TextEmotionClue:
         language = "zh" if is_chinese(text) else "en"
         encoder, prototypes = self._encoder(language)
         cosines = prototypes @ encoder.encode([text], query=True)[0]
-        per_label = len(PROTOTYPES[language]["happy"])
-        best = cosines.reshape(len(EMOTIONS), per_label).max(axis=1)
+        best, start = [], 0
+        for emotion in EMOTIONS:
+            count = len(PROTOTYPES[language][emotion])
+            best.append(float(cosines[start:start + count].max()))
+            start += count
+        best = np.array(best)
         logits = (best - best.max()) / TEMPERATURE[encoder.kind]
         probs = np.exp(logits)
         probs /= probs.sum()
