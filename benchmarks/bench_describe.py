@@ -93,7 +93,7 @@ def time_ten_second_clip(work: Path, llm) -> dict:
     describer = ZeroShotDescriber(llm, transcript_cache=TranscriptCache(
         tempfile.mkdtemp(prefix="bench-describe-ten-")))
     first = describer.describe(path)
-    describer.transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="bench-describe-ten-"))
+    describer._transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="bench-describe-ten-"))
     again = describer.describe(path)
     return {"duration": probe(path).duration, "first_call": first.seconds,
             "steady": again.seconds, "steps": again.extra["timings"],

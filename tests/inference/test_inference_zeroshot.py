@@ -73,9 +73,12 @@ def test_labels_follow_the_measured_clues(described):
     assert clues["face"]["available"] and described.extra["has_face"]
     rate = clues["prosody"]["measured"]["words_per_second"]
     assert rate is not None and 1.5 < rate < 4.5  # words over VAD speech time
-    # the words are angry, the astronaut smiles: both are in the labels, nothing else
-    assert "angry" in described.labels
-    assert set(described.labels) <= {"angry", "happy"}
+    # the words are angry, the astronaut smiles: the labels come from these two readings
+    face_top = max(clues["face"]["scores"], key=clues["face"]["scores"].get)
+    assert face_top == "happy"
+    assert described.labels and set(described.labels) <= {"angry", "happy"}
+    fused = described.extra["fusion"]["scores"]
+    assert fused["angry"] > 0.2 and fused["happy"] > 0.2  # both clues weigh in
     assert described.extra["labels_source"] == "clues"
 
 
@@ -142,7 +145,7 @@ def test_an_openai_compatible_server_decides_and_is_checked(describer, clips, ll
     from affectgpt.clues.labels import EMOTIONS
 
     served = ZeroShotDescriber(llm_client, transcript_cache=describer.transcript_cache,
-                               max_tokens=80)
+                               max_tokens=60)
     assert served.decide == "llm"
     result = served.describe(clips["no_face"])
     merge = result.extra["merge"]
