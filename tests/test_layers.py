@@ -19,6 +19,7 @@ LAYERS = [
     ("model", "eval"),
     ("data",),
     ("features",),
+    ("clues",),
     ("inference",),
     ("train",),
     ("annotate", "report"),

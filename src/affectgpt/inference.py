@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from affectgpt.model.affectgpt import AffectGPT
 
 __all__ = [
+    "MAX_CLIP_SECONDS",
+    "ClipTooLongError",
     "Describer",
     "Description",
     "InferenceInputError",
@@ -41,6 +43,7 @@ __all__ = [
     "predict",
     "run_inference",
     "write_predictions_csv",
+    "ZeroShotDescriber",
 ]
 
 
@@ -106,6 +109,7 @@ def predict(model: AffectGPT, samples: Sequence[Sample], sources: Mapping[str, C
                 for sample, item, text in zip(kept, items, texts):
                     yield {"name": sample.name, "description": text,
                            "openset": extract_labels(text), "split": sample.split,
+                           "subtitle_source": sample.subtitle_source,
                            "has_video": item["video"] is not None,
                            "has_audio": item["audio"] is not None}
             bar.update(len(chunk))
@@ -287,3 +291,237 @@ def load_model(model_dir: str | os.PathLike | None = None, preset: str = "small"
 
     torch.manual_seed(0)
     return AffectGPT.from_config(load_config(preset, list(overrides)), device=device)
+
+
+# --------------------------------------------------------------------------- zero-shot
+class ClipTooLongError(InferenceInputError):
+    """A clip longer than the zero-shot describer's ``max_seconds``."""
+
+
+#: longest clip :class:`ZeroShotDescriber` takes by default (the packaged Whisper-base
+#: transcribes about 10x faster than real time on 2 CPU cores: 5 minutes take ~30 s)
+MAX_CLIP_SECONDS = 300.0
+
+
+class ZeroShotDescriber:
+    """Describes clips without a trained model: measured clues + transcript + an LLM merge.
+
+    For each clip: the speech is transcribed (the packaged Whisper-base with VAD trimming,
+    transcripts cached) unless a subtitle is given; the main speaker's face is tracked and
+    read by the packaged facial-expression CNN; the words are scored against label
+    prototypes by packaged sentence encoders; prosody is measured; the readings are fused
+    by score (:func:`affectgpt.clues.fusion.fuse`) into labels; and an LLM writes the
+    description around the clues (:func:`affectgpt.clues.merge.merge_clues`).
+
+    Args:
+        llm: ``None``: the packaged SmolLM2-135M-Instruct, local, which only writes the
+            description (the clues decide the labels); an
+            :class:`~affectgpt.llm.endpoint.ChatEndpoint` (any OpenAI-compatible server),
+            which also decides the labels (the paper's disambiguation step; ``decide``
+            overrides); ``False``: no LLM, a description made from the clue sentences.
+        asr: transcribe the speech when no subtitle is given.
+        transcriber, transcript_cache: the speech recogniser and its cache (default: the
+            packaged Whisper-base and ``<cache>/transcripts``).
+        weights: fusion weights (default: those chosen on synthetic validation clips).
+        n_frames: frames sampled for the face clue.
+        max_seconds: longer clips are refused with :class:`ClipTooLongError`.
+
+    ``describe(path)`` returns a :class:`Description` whose ``extra`` holds the transcript,
+    ``subtitle_source`` (``given``/``asr``/``none``), every clue reading, the fused scores,
+    the merge record (``labels_source``, ``llm_labels``, ``llm_contradicts_clues``,
+    whether a fallback was used) and the time of each step.
+    """
+
+    def __init__(self, llm: Any = None, *, asr: bool = True, transcriber: Any = None,
+                 transcript_cache: Any = None, weights: Any = None, n_frames: int = 8,
+                 decide: str | None = None, max_seconds: float = MAX_CLIP_SECONDS,
+                 max_tokens: int = 72, max_attempts: int = 2):
+        from affectgpt.clues.fusion import DEFAULT_WEIGHTS
+
+        self.llm_spec = llm
+        self.asr = asr
+        self._transcriber = transcriber
+        self._transcript_cache = transcript_cache
+        self.weights = weights or DEFAULT_WEIGHTS
+        self.n_frames = n_frames
+        self.decide = decide or ("clues" if llm is None or llm is False else "llm")
+        if self.decide not in ("clues", "llm"):
+            raise ValueError(f"decide must be 'clues' or 'llm', not {self.decide!r}")
+        self.max_seconds = float(max_seconds)
+        self.max_tokens = max_tokens
+        self.max_attempts = max_attempts
+        self._face = self._text = self._chat = None
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def transcriber(self):
+        if self._transcriber is None:
+            from affectgpt.encoders.asr import Transcriber
+
+            self._transcriber = Transcriber()
+        return self._transcriber
+
+    @property
+    def transcript_cache(self):
+        if self._transcript_cache is None:
+            from affectgpt.encoders.asr import TranscriptCache, default_transcript_cache_dir
+
+            self._transcript_cache = TranscriptCache(default_transcript_cache_dir())
+        return self._transcript_cache
+
+    @property
+    def face_clue(self):
+        if self._face is None:
+            from affectgpt.clues.face import FaceExpressionClue
+
+            self._face = FaceExpressionClue(self.n_frames)
+        return self._face
+
+    @property
+    def text_clue(self):
+        if self._text is None:
+            from affectgpt.clues.text import TextEmotionClue
+
+            self._text = TextEmotionClue()
+        return self._text
+
+    @property
+    def chat(self):
+        """The merge LLM (loaded on first use), or ``None`` without one."""
+        if self._chat is None and self.llm_spec is not False:
+            if self.llm_spec is None:
+                from affectgpt.clues.merge import LocalChatModel
+
+                self._chat = LocalChatModel()
+            else:
+                from affectgpt.llm.endpoint import ChatEndpoint
+
+                self._chat = (self.llm_spec.client() if isinstance(self.llm_spec, ChatEndpoint)
+                              else self.llm_spec)  # anything with chat(messages, ...)
+        return self._chat
+
+    def describe_setup(self) -> dict[str, Any]:
+        """What the describer uses (for records)."""
+        from affectgpt.llm.client import redact_url
+
+        if self.llm_spec is None:
+            llm = "packaged SmolLM2-135M-Instruct (local)"
+        elif self.llm_spec is False:
+            llm = None
+        else:
+            llm = {"base_url": redact_url(getattr(self.llm_spec, "base_url", "")),
+                   "model": getattr(self.llm_spec, "model", "")}
+        return {"mode": "zero-shot", "llm": llm, "decide": self.decide, "asr": self.asr,
+                "weights": self.weights.to_dict(), "n_frames": self.n_frames}
+
+    # ------------------------------------------------------------------ describe
+    def describe(self, path: str | os.PathLike, subtitle: str | None = None, *,
+                 language: str | None = None, **_: Any) -> Description:
+        """Describe one media file (see the class docstring).
+
+        Raises:
+            FileNotFoundError, affectgpt.media.MediaError: unreadable media.
+            ClipTooLongError: the clip is longer than ``max_seconds``.
+        """
+        from affectgpt.clues.fusion import fuse
+        from affectgpt.clues.labels import ClueReading
+        from affectgpt.clues.merge import MergeResult, merge_clues, template_description
+        from affectgpt.clues.prosody import measure_prosody, prosody_reading
+        from affectgpt.media import NoAudioStreamError, probe, read_audio, read_frames
+
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        def lap(step: str, since: float) -> float:
+            now = time.perf_counter()
+            timings[step] = round(timings.get(step, 0.0) + now - since, 3)
+            return now
+
+        path = os.fspath(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        info = probe(path)
+        if not info.has_video and not info.has_audio:
+            raise InferenceInputError(f"{path}: neither a video nor an audio stream")
+        if info.duration > self.max_seconds:
+            raise ClipTooLongError(
+                f"{path} lasts {info.duration:.0f} s, over the zero-shot describer's limit of "
+                f"{self.max_seconds:.0f} s; cut it into parts (e.g. ffmpeg -f segment "
+                f"-segment_time 60) or raise the limit (--max-seconds)")
+        t = time.perf_counter()
+        frames = read_frames(path, n=self.n_frames) if info.has_video else None
+        try:
+            audio = read_audio(path, 16000) if info.has_audio else None
+        except NoAudioStreamError:
+            audio = None
+        if audio is not None and audio.size == 0:
+            audio = None
+        t = lap("decode", t)
+
+        transcript = None
+        text = (subtitle or "").strip()
+        source = "given" if text else "none"
+        if not text and self.asr and audio is not None:
+            transcript = self.transcript_cache.transcribe(self.transcriber, path)
+            text = transcript.text
+            source = "asr"
+        t = lap("asr", t)
+
+        if frames is not None:
+            face = self.face_clue.read_frames(frames)
+        else:
+            face = ClueReading.unavailable("face", "The file has no video, so there is no "
+                                           "facial-expression clue.", "no video stream")
+        t = lap("faces", t)
+        words = self.text_clue.read(text, source="subtitle" if source == "given" else "transcript")
+        if audio is not None:
+            vad_seconds = transcript.speech_seconds if transcript is not None and not \
+                transcript.reason else None
+            if vad_seconds is None:
+                from affectgpt.clues.prosody import vad_speech_seconds
+
+                vad_seconds = vad_speech_seconds(audio)
+            voice = prosody_reading(measure_prosody(audio, 16000, text,
+                                                    speech_seconds=vad_seconds))
+        else:
+            voice = ClueReading.unavailable("prosody", "The file has no audio, so the voice "
+                                            "gives no clue.", "no audio stream")
+        readings = [face, words, voice]
+        fusion = fuse(readings, self.weights)
+        t = lap("clues", t)
+
+        notes = []
+        if not face.available and frames is not None:
+            notes.append("No face is visible in the clip; do not guess the facial expression.")
+        chat = self.chat
+        if chat is None:
+            merged = MergeResult(template_description(readings, fusion), list(fusion.labels),
+                                 "clues")
+        else:
+            merged = merge_clues(chat, readings, fusion, decide=self.decide,
+                                 max_tokens=self.max_tokens, max_attempts=self.max_attempts,
+                                 notes=notes)
+        description = merged.description
+        if not face.available and frames is not None and "face" not in description.lower():
+            description = f"No face is visible in the clip. {description}"
+        lap("merge", t)
+        extra = {
+            "mode": "zero-shot",
+            "subtitle_source": source,
+            "transcript": transcript.to_dict() if transcript is not None else None,
+            "clues": {r.modality: r.to_dict() for r in readings},
+            "has_face": face.available,
+            "fusion": fusion.to_dict(),
+            "merge": merged.to_dict(),
+            "labels_source": merged.labels_source,
+            "llm_contradicts_clues": merged.llm_contradicts_clues,
+            "lexicon_fallback": merged.labels_source == "lexicon-fallback",
+            "timings": timings,
+            "duration": round(float(info.duration), 3),
+            "setup": self.describe_setup(),
+        }
+        return Description(description=description, labels=list(merged.labels),
+                           subtitle=text, has_audio=audio is not None,
+                           has_video=frames is not None,
+                           seconds=round(time.perf_counter() - started, 3), path=path,
+                           extra=extra)

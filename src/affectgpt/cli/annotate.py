@@ -48,6 +48,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "on loopback (batching up to --concurrency requests) for the openai text "
                         "stages (merge, translate, labels): for trying the pipeline offline, far "
                         "too small for real annotations")
+    from affectgpt.cli.asr import add_asr_options
+
+    add_asr_options(p)  # samples without subtitles: OUT/manifest.asr.jsonl, OUT/transcripts
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -176,10 +179,30 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if cfg.stages[name].backend == "openai":
                     cfg.stages[name].base_url, cfg.stages[name].model = server.base_url, server.model
                     cfg.stages[name].api_key_env = None
-        summary = run_annotation(args.manifest, args.out, cfg, stages=stages, shard=shard,
+        summary = run_annotation(_transcribed_manifest(args), args.out, cfg, stages=stages, shard=shard,
                                  limit=args.limit, retry_failed=args.retry_failed,
                                  only_failed=args.only_failed, progress=not args.no_progress)
     return 1 if summary.failed else 0
+
+
+def _transcribed_manifest(args: argparse.Namespace) -> str:
+    """``--manifest``, or, when some of its samples have no subtitle and ``--asr`` is on,
+    OUT/manifest.asr.jsonl: the same samples with the transcripts of their speech
+    (subtitle_source=asr; transcripts cached in OUT/transcripts, so a resumed run writes
+    the same file)."""
+    from pathlib import Path
+
+    from affectgpt.cli.asr import fill_subtitles
+    from affectgpt.data.manifest import read_manifest, write_manifest
+
+    samples = read_manifest(args.manifest)
+    filled = fill_subtitles(samples, args, Path(args.out) / "transcripts",
+                            quiet=args.no_progress)
+    if all(a.subtitle_source == b.subtitle_source for a, b in zip(samples, filled)):
+        return args.manifest
+    target = Path(args.out) / "manifest.asr.jsonl"
+    write_manifest(filled, target)
+    return str(target)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -57,11 +57,17 @@ train/test split in DIR/fine/split.csv.""")
 
     iv = sub.add_parser("import-videos", help="a folder of videos (+ subtitle CSV) -> manifest",
                         description="One sample per video, named by file stem; subtitles from a "
-                                    "MER2024-layout CSV (name,chinese,english).")
+                                    "MER2024-layout CSV (name,chinese,english). With --asr, videos "
+                                    "without a subtitle get the transcript of their speech "
+                                    "(subtitle_source=asr; transcripts cached in "
+                                    "OUT-stem.transcripts/).")
     iv.add_argument("--video-dir", required=True, help="folder of videos")
     iv.add_argument("--subtitles", help="subtitle CSV (name,chinese,english)")
     iv.add_argument("--recursive", action="store_true", help="also search subfolders")
     iv.add_argument("--out", required=True, help="manifest to write (.jsonl or .csv)")
+    from affectgpt.cli.asr import add_asr_options
+
+    add_asr_options(iv, default=False)
     iv.set_defaults(func=cmd_import_videos)
 
     sp = sub.add_parser("split", help="seeded train/test split of a manifest, written down",
@@ -110,10 +116,13 @@ def cmd_import_emer(args: argparse.Namespace) -> int:
 
 
 def cmd_import_videos(args: argparse.Namespace) -> int:
+    from affectgpt.cli.asr import fill_subtitles
     from affectgpt.data.importers import import_video_folder
     from affectgpt.data.manifest import media_report, write_manifest
 
     samples = import_video_folder(args.video_dir, args.subtitles, recursive=args.recursive)
+    stem = Path(args.out).with_suffix("")
+    samples = fill_subtitles(samples, args, stem.parent / f"{stem.name}.transcripts")
     write_manifest(samples, args.out)
     print(f"wrote {args.out}: {media_report(samples)}")
     return 0
