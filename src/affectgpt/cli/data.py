@@ -64,6 +64,9 @@ train/test split in DIR/fine/split.csv.""")
     iv.add_argument("--video-dir", required=True, help="folder of videos")
     iv.add_argument("--subtitles", help="subtitle CSV (name,chinese,english)")
     iv.add_argument("--recursive", action="store_true", help="also search subfolders")
+    iv.add_argument("--no-check-media", action="store_true",
+                    help="do not open each video's header through the media gate (by default "
+                         "files it refuses are left out with a warning naming the reason)")
     iv.add_argument("--out", required=True, help="manifest to write (.jsonl or .csv)")
     from affectgpt.cli.asr import add_asr_options
 
@@ -120,7 +123,8 @@ def cmd_import_videos(args: argparse.Namespace) -> int:
     from affectgpt.data.importers import import_video_folder
     from affectgpt.data.manifest import media_report, write_manifest
 
-    samples = import_video_folder(args.video_dir, args.subtitles, recursive=args.recursive)
+    samples = import_video_folder(args.video_dir, args.subtitles, recursive=args.recursive,
+                                  check_media=not args.no_check_media)
     stem = Path(args.out).with_suffix("")
     samples = fill_subtitles(samples, args, stem.parent / f"{stem.name}.transcripts")
     write_manifest(samples, args.out)

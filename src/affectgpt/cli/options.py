@@ -75,15 +75,16 @@ def local_server_scope(args: argparse.Namespace, llm) -> Iterator:
 
 
 def add_model_source_options(p, *, preset: bool) -> None:
-    """``--model`` (or, with ``preset``, ``--model``/``--preset``), ``--set`` and ``--device``:
-    what :func:`load_model` takes, for every command that loads a model."""
+    """``--model`` (or, with ``preset``, ``--model``/``--untrained-preset``), ``--set`` and
+    ``--device``: what :func:`load_model` takes, for every command that loads a model."""
     if preset:
         source = p.add_mutually_exclusive_group()
         source.add_argument("--model", help="trained model folder (OUT/model of affectgpt "
                                             "train, AffectGPT.save_pretrained)")
-        source.add_argument("--preset", default="small",
-                            help="without --model: a preset with untrained adapters, to try "
-                                 "the pipeline (default: %(default)s)")
+        source.add_argument("--untrained-preset", "--preset", dest="preset", metavar="NAME",
+                            help="a preset with untrained (random) adapters: the pipeline only, "
+                                 "its descriptions are noise (default without --model: "
+                                 "zero-shot with the packaged clue models)")
     else:
         p.add_argument("--model", required=True,
                        help="trained model folder (OUT/model of affectgpt train)")

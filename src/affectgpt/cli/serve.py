@@ -66,19 +66,23 @@ def add_serve_demo_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def load_demo_model(model_dir: str | None, preset: str = "small", overrides=(),
+def load_demo_model(model_dir: str | None, preset: str | None = None, overrides=(),
                     device: str | None = "auto") -> tuple[Any, str, str]:
-    """``(model, name, warning)``: a trained checkpoint, or ``preset`` with untrained
-    adapters (and a warning saying so)."""
-    from affectgpt.inference import Describer, load_model
+    """``(describer, name, warning)``: a trained checkpoint (``model_dir``), a preset with
+    untrained adapters (``preset``, with a warning saying so), or else the zero-shot
+    describer (packaged clue models + transcript + the packaged LLM)."""
+    from affectgpt.inference import Describer, ZeroShotDescriber, load_model
 
-    model = Describer(load_model(model_dir, preset, overrides, device).eval())
     if model_dir:
-        return model, str(model_dir), ""
-    warning = (f"no trained model given: the {preset!r} preset's adapters are untrained "
-               "(random), so the descriptions show the pipeline, not what a trained model says. "
-               "Start the demo with --model DIR for a trained one.")
-    return model, f"{preset} (untrained)", warning
+        return Describer(load_model(model_dir, "small", overrides, device).eval()), str(model_dir), ""
+    if preset:
+        model = Describer(load_model(None, preset, overrides, device).eval())
+        warning = (f"the {preset!r} preset's adapters are untrained (random), so the "
+                   "descriptions show the pipeline, not what a trained model says. Start the "
+                   "demo with --model DIR for a trained one, or without options for zero-shot.")
+        return model, f"{preset} (untrained)", warning
+    return (ZeroShotDescriber(), "zero-shot (packaged clue models, Whisper-base, SmolLM2)",
+            "")
 
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:

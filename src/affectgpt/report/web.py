@@ -219,6 +219,7 @@ class DemoApp:
         result.facts = [("clip", filename),
                         ("streams used", ", ".join(used + (["subtitle"] if subtitle else [])) or "none"),
                         ("time", f"{getattr(out, 'seconds', time.perf_counter() - started):.1f} s")]
+        result.facts += clue_facts(getattr(out, "extra", None) or {})
         return result
 
 
@@ -239,6 +240,22 @@ def _copy_limited(data: bytes | BinaryIO, path: Path, limit: int) -> int:
                 raise too_large
             out.write(chunk)
     return size
+
+
+def clue_facts(extra: dict[str, Any]) -> list[tuple[str, str]]:
+    """The transcript and the measured clues of a zero-shot description, as page facts."""
+    facts: list[tuple[str, str]] = []
+    transcript = extra.get("transcript")
+    if extra.get("subtitle_source") == "asr" and transcript:
+        language = transcript.get("language") or "?"
+        facts.append(("transcript", f"{transcript.get('text') or '(no speech)'} [{language}]"))
+    for modality, reading in (extra.get("clues") or {}).items():
+        facts.append((f"{modality} clue", str(reading.get("text") or reading.get("reason") or "")))
+    if extra.get("labels_source"):
+        facts.append(("labels from", str(extra["labels_source"])))
+    if extra.get("llm_contradicts_clues"):
+        facts.append(("note", "the LLM's labels contradict every measured clue"))
+    return facts
 
 
 def size_text(n: int) -> str:
@@ -591,4 +608,4 @@ def is_loopback(host: str) -> bool:
 
 
 __all__ = ["DemoApp", "DemoLimits", "DemoServer", "ModelBusy", "Result", "UploadError",
-           "create_app", "is_loopback", "parse_multipart", "render_page"]
+           "clue_facts", "create_app", "is_loopback", "parse_multipart", "render_page"]
