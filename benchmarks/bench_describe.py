@@ -28,21 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from affectgpt.machine import cpu_info
 
 
 def make_clips(root: Path, per_cue: int, cues: tuple[str, ...], seed: int, prefix: str):
@@ -177,7 +168,7 @@ def main() -> int:
     from affectgpt.eval.lexicon import LexiconExtractor
     from affectgpt.inference import ZeroShotDescriber
 
-    print(f"CPU: {cpu_model()} ({__import__('os').cpu_count()} logical cores)")
+    print(f"CPU: {cpu_info()['cpu']} ({__import__('os').cpu_count()} logical cores)")
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-describe-"))
     work.mkdir(parents=True, exist_ok=True)
     llm = None
@@ -296,7 +287,7 @@ def main() -> int:
     print(f"transcripts: {asr_ok}/{len(rows)} clips had speech transcribed")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"cpu": cpu_model(), "ten_second_clip": ten, "selected": selected.to_dict(), "unconstrained": free.to_dict(),
+            {"cpu": cpu_info()["cpu"], "ten_second_clip": ten, "selected": selected.to_dict(), "unconstrained": free.to_dict(),
              "val_readings": [{"name": r["sample"].name, "gold": list(r["sample"].labels),
                                "clues": r["result"].extra["clues"]} for r in val_rows],
              "rows": rows,

@@ -17,23 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import httpx
 
 from affectgpt.llm.loadtest import DEFAULT_MIX, run_load
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from affectgpt.machine import cpu_info
 
 
 def main() -> int:
@@ -88,7 +78,7 @@ def main() -> int:
     def sec(value):
         return "-" if value is None else f"{value:.2f} s"
 
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs)")
+    print(f"CPU: {cpu_info()['cpu']} ({os.cpu_count()} logical CPUs)")
     print(f"server: {where}")
     print(f"load: {args.clients} clients, {args.requests} requests ({args.mix}), "
           f"max_tokens {args.max_tokens}")
@@ -108,7 +98,7 @@ def main() -> int:
           f"refused {after.get('refused')}")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"cpu": cpu_model(), "server": where, "time": started, "args": vars(args),
+            {"cpu": cpu_info()["cpu"], "server": where, "time": started, "args": vars(args),
              "summary": summary, "server_stats": after}, indent=2) + "\n", encoding="utf-8")
     return 1 if summary["undocumented"] else 0
 

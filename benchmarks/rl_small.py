@@ -22,7 +22,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
 import time
@@ -36,20 +35,11 @@ from affectgpt.data.splits import seeded_split
 from affectgpt.data.synthetic import make_synthetic_corpus
 from affectgpt.eval.rewards import RewardSettings
 from affectgpt.features.sources import FeatureSettings
+from affectgpt.machine import cpu_info
 from affectgpt.train import TrainConfig
 from affectgpt.train.grpo import GRPOConfig, grpo_train_config
 from affectgpt.train.pipeline import EvalSettings, train_stage
 from affectgpt.train.rl_stage import rl_stage, score_model
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def mean_std(values: list[float]) -> dict[str, float | None]:
@@ -174,7 +164,7 @@ def write_result(args, paths: dict[str, Path], seeds: list[dict], started: float
         "benchmark": "rl-small", "preset": "small",
         "complete": len(seeds) == args.seeds, "seeds_run": len(seeds),
         "seeds_asked": args.seeds,
-        "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_info()["cpu"], "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
         "corpus": {"coarse": args.coarse, "fine": args.fine,

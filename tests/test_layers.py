@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: top-level modules and packages of affectgpt, bottom up
 LAYERS = [
-    ("", "paths", "io", "config"),
+    ("", "paths", "io", "config", "machine"),
     ("media",),
     ("encoders", "llm"),
     ("model", "eval"),

@@ -369,7 +369,7 @@ class Demo:
         ``results_file``: also write the seeds' results there (what ``make demo`` does with
         ``benchmarks/results/demo-cpu.json``); the report folder always gets a copy as
         ``demo-results.json``."""
-        from affectgpt.demo.machine import machine_info
+        from affectgpt.machine import machine_info
 
         c = self.cfg
         started = time.perf_counter()

@@ -1,6 +1,6 @@
 """The machine facts the demo prints and stores: CPU model and vector extensions."""
 
-from affectgpt.demo.machine import cpu_info, machine_info
+from affectgpt.machine import cpu_info, machine_info
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
