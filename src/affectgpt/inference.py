@@ -237,15 +237,37 @@ class Describer:
     use, on the model's device; they are not part of the model, so they are neither
     trained nor saved with the adapters.
 
+    With ``asr``, a clip described without a subtitle gets the transcript of its speech
+    (the packaged Whisper-base unless ``transcriber``; cached in ``transcript_cache``,
+    default ``<cache>/transcripts``); ``Description.extra`` then holds the transcript and
+    ``subtitle_source="asr"``.
+
     .. code-block:: python
 
         describer = Describer.from_pretrained("runs/stage2/model")
         print(describer.describe("clip.mp4", subtitle="I can't believe it!").labels)
     """
 
-    def __init__(self, model: AffectGPT, encoders: ModelEncoders | None = None):
+    def __init__(self, model: AffectGPT, encoders: ModelEncoders | None = None, *,
+                 asr: bool = False, transcriber: Any = None, transcript_cache: Any = None):
         self.model = model
         self.encoders = encoders or ModelEncoders(model.config, device=model.device)
+        self.asr = asr
+        self._transcriber, self._transcript_cache = transcriber, transcript_cache
+
+    def transcribe(self, path: str | os.PathLike):
+        """The (cached) :class:`~affectgpt.encoders.asr.Transcript` of ``path``'s speech."""
+        from affectgpt.encoders.asr import (
+            Transcriber,
+            TranscriptCache,
+            default_transcript_cache_dir,
+        )
+
+        if self._transcriber is None:
+            self._transcriber = Transcriber()
+        if self._transcript_cache is None:
+            self._transcript_cache = TranscriptCache(default_transcript_cache_dir())
+        return self._transcript_cache.transcribe(self._transcriber, path)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike, **kwargs) -> Describer:
@@ -265,6 +287,11 @@ class Describer:
         """
         started = time.perf_counter()
         video, audio = self.encoders.clip_features(path)
+        extra: dict[str, Any] = {"subtitle_source": "given" if subtitle else "none"}
+        if subtitle is None and self.asr and audio is not None:
+            transcript = self.transcribe(path)
+            subtitle = transcript.text
+            extra.update(subtitle_source="asr", transcript=transcript.to_dict())
         item = {"name": Path(path).stem, "video": video, "audio": audio,
                 "subtitle": subtitle or "", "target": None, "labels": []}
         text = self.model.generate(collate_batch([item]), max_new_tokens=max_new_tokens,
@@ -273,7 +300,7 @@ class Describer:
                            subtitle=subtitle or "", has_audio=audio is not None,
                            has_video=video is not None,
                            seconds=round(time.perf_counter() - started, 3),
-                           path=os.fspath(path))
+                           path=os.fspath(path), extra=extra)
 
 
 def load_model(model_dir: str | os.PathLike | None = None, preset: str = "small",

@@ -103,3 +103,19 @@ def test_summary_is_the_parameter_line(model):
     assert model.summary().startswith("AffectGPT[tiny]: trainable")
 
 
+
+
+def test_describe_transcribes_when_asked_and_no_subtitle_is_given(model, clips, tmp_path):
+    """Describer(asr=True): a clip without a subtitle gets its transcript (cached), and the
+    model is given it; a given subtitle is used as it is."""
+    pytest.importorskip("faster_whisper")
+    from affectgpt.encoders.asr import TranscriptCache
+
+    asr = Describer(model, asr=True, transcript_cache=TranscriptCache(tmp_path / "t"))
+    result = asr.describe(clips["with_audio"], max_new_tokens=6)
+    assert result.extra["subtitle_source"] == "asr"
+    words = set(clips["subtitle"].lower().replace(".", " ").replace(",", " ").split())
+    heard = set(result.subtitle.lower().replace(".", " ").replace(",", " ").split())
+    assert result.subtitle and len(words & heard) >= len(words) // 2, (result.subtitle, words)
+    given = asr.describe(clips["with_audio"], "Given words.", max_new_tokens=6)
+    assert given.subtitle == "Given words." and given.extra["subtitle_source"] == "given"

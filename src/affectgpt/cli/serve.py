@@ -68,13 +68,15 @@ def add_serve_demo_parser(subparsers) -> argparse.ArgumentParser:
 
 def load_demo_model(model_dir: str | None, preset: str | None = None, overrides=(),
                     device: str | None = "auto") -> tuple[Any, str, str]:
-    """``(describer, name, warning)``: a trained checkpoint (``model_dir``), a preset with
-    untrained adapters (``preset``, with a warning saying so), or else the zero-shot
-    describer (packaged clue models + transcript + the packaged LLM)."""
+    """``(describer, name, warning)``: a trained checkpoint (``model_dir``; clips uploaded
+    without a subtitle are transcribed), a preset with untrained adapters (``preset``, with
+    a warning saying so; no transcription: it only shows the pipeline), or else the
+    zero-shot describer (packaged clue models + transcript + the packaged LLM)."""
     from affectgpt.inference import Describer, ZeroShotDescriber, load_model
 
     if model_dir:
-        return Describer(load_model(model_dir, "small", overrides, device).eval()), str(model_dir), ""
+        model = load_model(model_dir, "small", overrides, device).eval()
+        return Describer(model, asr=True), str(model_dir), ""
     if preset:
         model = Describer(load_model(None, preset, overrides, device).eval())
         warning = (f"the {preset!r} preset's adapters are untrained (random), so the "
