@@ -34,7 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -77,20 +76,39 @@ def request_head(url: str, method: str = "POST", path: str = "/describe", **head
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def connect(url: str, timeout: float = 10) -> socket.socket:
+class ClientSocket(socket.socket):
+    """A client socket that owns the buffered reader :func:`read_answer` reads it with, so
+    that several answers on one connection are read in turn, and closing the socket closes
+    the connection (a plain socket stays open while a ``makefile`` reader of it lives)."""
+
+    def answers(self):
+        """The socket's buffered reader (made on first use)."""
+        if getattr(self, "_answers", None) is None:
+            self._answers = self.makefile("rb")
+        return self._answers
+
+    def close(self) -> None:
+        if getattr(self, "_answers", None) is not None:
+            self._answers.close()
+            self._answers = None
+        super().close()
+
+
+def connect(url: str, timeout: float = 10) -> ClientSocket:
     """A fresh TCP connection to the server at ``url`` with ``timeout`` on every operation."""
     parts = urlsplit(url)
-    return socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
-
-
-_streams: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    plain = socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
+    sock = ClientSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+    sock.settimeout(timeout)
+    return sock
 
 
 def read_answer(sock: socket.socket) -> tuple[int | None, dict[str, str], str]:
-    """``(status, headers, body)`` of the next answer on ``sock`` (several answers on one
-    connection are read in turn); status None when none came in time or the connection
-    closed without one."""
-    stream = _streams.setdefault(sock, sock.makefile("rb"))
+    """``(status, headers, body)`` of the next answer on ``sock``; status None when none
+    came in time or the connection closed without one. Answers on a :class:`ClientSocket`
+    (see :func:`connect`) are read in turn; on another socket only one can be."""
+    own = sock.answers() if isinstance(sock, ClientSocket) else None
+    stream = own or sock.makefile("rb")
     try:
         status_line = stream.readline()
         if not status_line:
@@ -102,6 +120,9 @@ def read_answer(sock: socket.socket) -> tuple[int | None, dict[str, str], str]:
         body = stream.read(int(headers.get("content-length", 0)))
     except (TimeoutError, ConnectionError):
         return None, {}, ""
+    finally:
+        if own is None:
+            stream.close()
     return int(status_line.split()[1]), headers, body.decode("utf-8", "replace")
 
 
