@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_annotate.py --server transformers
 	$(BIN)/python benchmarks/bench_annotate.py --backend transformers
 	$(BIN)/python benchmarks/bench_serve_load.py
+	$(BIN)/python benchmarks/bench_serve_demo_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,10 +1,13 @@
 """What machine the demo ran on: CPU model, its vector extensions, cores, library versions
-(printed and stored with the results: timings mean little without them)."""
+(printed and stored with the results: timings mean little without them), and a sampler of
+a process's resident memory for the load tests and benchmarks."""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +51,61 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover - the demo needs torch anyway
         pass
     return info
+
+
+class ResidentMemory:
+    """The resident memory of process ``pid`` while a ``with`` block runs (Linux ``/proc``).
+
+    On entry it reads the current RSS (:attr:`start_bytes`) and resets the kernel's peak
+    (``VmHWM``, through ``/proc/PID/clear_refs``, allowed for one's own processes); a thread
+    samples ``VmRSS`` every ``interval`` seconds. On exit :attr:`peak_bytes` is the largest
+    sample or, where the reset worked, the kernel's peak, which also sees the moments
+    between samples. Both stay None where ``/proc`` has no such process.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.pid = pid
+        self.interval = interval
+        self.start_bytes: int | None = None
+        self.peak_bytes: int | None = None
+        self._status = Path(f"/proc/{pid}/status")
+        self._peak_reset = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def read(self, field: str = "VmRSS") -> int | None:
+        """``field`` of ``/proc/PID/status`` in bytes (None: no such process or field)."""
+        try:
+            text = self._status.read_text()
+        except OSError:
+            return None
+        found = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+        return int(found.group(1)) * 1024 if found else None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            value = self.read()
+            if value is None:
+                return
+            self.peak_bytes = max(self.peak_bytes or 0, value)
+
+    def __enter__(self) -> ResidentMemory:
+        self.start_bytes = self.peak_bytes = self.read()
+        if self.start_bytes is None:
+            return self
+        try:  # VmHWM := VmRSS, so that VmHWM is the peak of this block
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            self._peak_reset = True
+        except OSError:
+            self._peak_reset = False
+        self._thread = threading.Thread(target=self._sample, daemon=True,
+                                        name=f"rss-sampler-{self.pid}")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._peak_reset and (hwm := self.read("VmHWM")) is not None:
+            self.peak_bytes = max(self.peak_bytes or 0, hwm)

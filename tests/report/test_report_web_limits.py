@@ -5,11 +5,9 @@ work, Host and Origin checks, and generic error pages."""
 from __future__ import annotations
 
 import logging
-import secrets
 import socket
 import threading
 import time
-import weakref
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,6 +19,9 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("python_multipart")
 
 from affectgpt.report.web import DemoApp, DemoLimits, DemoServer  # noqa: E402
+from affectgpt.report.web_load import connect, read_answer  # noqa: E402
+from affectgpt.report.web_load import multipart_form as form  # noqa: E402
+from affectgpt.report.web_load import request_head as head  # noqa: E402
 
 LIMIT = 64 * 1024  # the largest clip these servers take
 SLACK = 256 * 1024  # what the form may add around it (web.FORM_SLACK)
@@ -54,54 +55,10 @@ def serve(tiny_model):
         server.close()
 
 
-def head(url: str, method: str = "POST", path: str = "/describe", **headers: str) -> bytes:
-    """A request head; ``Host`` is the server's address unless given."""
-    fields = {"Host": urlsplit(url).netloc, **{k.replace("_", "-"): v for k, v in headers.items()}}
-    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def connect(url: str, timeout: float = 10) -> socket.socket:
-    parts = urlsplit(url)
-    return socket.create_connection((parts.hostname, parts.port), timeout=timeout)
-
-
-def read_answer(sock: socket.socket) -> tuple[int | None, dict[str, str], str]:
-    """``(status, headers, body)`` of the next answer on ``sock``; status None when none
-    came in time or the connection closed without one."""
-    stream = _streams.setdefault(sock, sock.makefile("rb"))
-    try:
-        status_line = stream.readline()
-        if not status_line:
-            return None, {}, ""
-        headers = {}
-        while (line := stream.readline().decode("latin-1").strip()):
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = stream.read(int(headers.get("content-length", 0)))
-    except (TimeoutError, ConnectionError):
-        return None, {}, ""
-    return int(status_line.split()[1]), headers, body.decode("utf-8", "replace")
-
-
-_streams: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def exchange(url: str, request: bytes, timeout: float = 10) -> tuple[int | None, dict[str, str], str]:
     with connect(url, timeout) as sock:
         sock.sendall(request)
         return read_answer(sock)
-
-
-def form(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[str, bytes]:
-    """``(content type, body)`` of a multipart/form-data form as a browser sends it."""
-    boundary = "----affectgpt" + secrets.token_hex(8)
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-             + value.encode() + b"\r\n" for name, value in fields.items()]
-    parts += [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-              f'filename="{filename}"\r\nContent-Type: video/mp4\r\n\r\n'.encode() + data + b"\r\n"
-              for name, (filename, data) in files.items()]
-    return f"multipart/form-data; boundary={boundary}", b"".join(parts) + f"--{boundary}--\r\n".encode()
 
 
 def test_negative_content_length_is_refused_without_waiting_for_the_body(serve):

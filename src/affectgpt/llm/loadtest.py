@@ -14,6 +14,8 @@ a server meets in the wild:
 :attr:`LoadResult.undocumented` lists the requests that got anything else (a crash, a
 hang past the time limit, a status the kind does not allow). Used by the load test and by
 ``benchmarks/bench_serve_load.py``; ``server_pid`` samples the server's resident memory.
+:func:`latency_percentiles` is shared with ``serve-demo``'s driver
+(:mod:`affectgpt.report.web_load`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from __future__ import annotations
 import json
 import socket
 import statistics
-import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from affectgpt.machine import ResidentMemory
 
 KINDS = ("normal", "slow", "disconnect", "oversized", "too_many_tokens")
 EXPECTED = {"normal": {200, 429}, "slow": {200, 429}, "disconnect": {None},
@@ -36,6 +40,22 @@ DEFAULT_MIX = ("normal",) * 11 + ("slow", "disconnect", "oversized", "too_many_t
 PROMPTS = ["Name one emotion.", "The person frowns and shouts. How do they feel?",
            "Say hello.", "A long day ends with good news. Describe the mood in a few words.",
            "Is a smile a sign of joy?", "Describe anger in three words."]
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of the sorted values ``ordered``, nearest rank; None if empty."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def latency_percentiles(latencies: Iterable[float]) -> dict[str, float | None]:
+    """``latency_p50``, ``latency_p90``, ``latency_p99`` and ``latency_mean`` (seconds; None
+    where there are no values): the latency part of the load reports of both servers."""
+    ordered = sorted(latencies)
+    return {"latency_p50": percentile(ordered, 0.5), "latency_p90": percentile(ordered, 0.9),
+            "latency_p99": percentile(ordered, 0.99),
+            "latency_mean": statistics.fmean(ordered) if ordered else None}
 
 
 @dataclass
@@ -64,6 +84,9 @@ class Outcome:
 
 @dataclass
 class LoadResult:
+    """The outcomes of :func:`run_load`, its wall time and the server's peak resident memory
+    during the load (:class:`~affectgpt.machine.ResidentMemory`; None without ``server_pid``)."""
+
     outcomes: list[Outcome]
     wall_seconds: float
     peak_rss_bytes: int | None = None
@@ -76,13 +99,6 @@ class LoadResult:
     def summary(self) -> dict[str, Any]:
         """Counts by kind and status, throughput and latency percentiles of the replies."""
         ok = [o for o in self.outcomes if o.status == 200]
-        latencies = sorted(o.latency for o in ok)
-
-        def pct(q: float) -> float | None:
-            if not latencies:
-                return None
-            return latencies[min(len(latencies) - 1, int(round(q * (len(latencies) - 1))))]
-
         tokens = sum(o.completion_tokens for o in ok)
         by_kind: dict[str, dict[str, int]] = {}
         for o in self.outcomes:
@@ -93,8 +109,7 @@ class LoadResult:
                 "replies_per_second": len(ok) / self.wall_seconds if self.wall_seconds else 0,
                 "completion_tokens_per_second":
                     tokens / self.wall_seconds if self.wall_seconds else 0,
-                "latency_p50": pct(0.5), "latency_p90": pct(0.9), "latency_p99": pct(0.99),
-                "latency_mean": statistics.fmean(latencies) if latencies else None,
+                **latency_percentiles(o.latency for o in ok),
                 "retries_429": sum(o.retries for o in self.outcomes),
                 "by_kind": by_kind, "peak_rss_bytes": self.peak_rss_bytes}
 
@@ -141,17 +156,6 @@ def _http(host: str, port: int, path: str, body: bytes, *, timeout: float,
             rest = rest[size + 2:]
         payload = bytes(out)
     return status, headers, payload
-
-
-def _rss_sampler(pid: int, stop: threading.Event, peak: list[int]) -> None:
-    status = Path(f"/proc/{pid}/status")
-    while not stop.wait(0.05):
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):  # the kernel's own peak resident set
-                    peak[0] = max(peak[0], int(line.split()[1]) * 1024)
-        except OSError:
-            return
 
 
 def run_load(base_url: str, model: str, *, clients: int = 32, requests: int = 64,
@@ -220,22 +224,12 @@ def run_load(base_url: str, model: str, *, clients: int = 32, requests: int = 64
             outcome.detail = str(error)[:200]
         return outcome
 
-    stop, peak = threading.Event(), [0]
-    sampler = None
-    if server_pid is not None and Path(f"/proc/{server_pid}/status").exists():
-        sampler = threading.Thread(target=_rss_sampler, args=(server_pid, stop, peak),
-                                   daemon=True)
-        sampler.start()
+    memory = ResidentMemory(server_pid) if server_pid is not None else nullcontext()
     started = time.monotonic()
-    try:
-        with ThreadPoolExecutor(max(1, clients)) as pool:
-            outcomes = list(pool.map(one, range(requests)))
-    finally:
-        stop.set()
-        if sampler is not None:
-            sampler.join()
+    with memory, ThreadPoolExecutor(max(1, clients)) as pool:
+        outcomes = list(pool.map(one, range(requests)))
     wall = time.monotonic() - started
     statuses: dict[str, int] = {}
     for o in outcomes:
         statuses[str(o.status)] = statuses.get(str(o.status), 0) + 1
-    return LoadResult(outcomes, wall, peak[0] or None, statuses)
+    return LoadResult(outcomes, wall, getattr(memory, "peak_bytes", None), statuses)
