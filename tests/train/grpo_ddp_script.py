@@ -7,6 +7,7 @@ Every rank writes ``rank<r>.safetensors`` (its final trainable weights) and
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -21,6 +22,9 @@ from affectgpt.train.grpo import GRPOConfig, GRPOTrainer, grpo_train_config  # n
 
 
 def main(out: str) -> None:
+    # a rank stuck for 2 minutes prints every thread's stack and exits (the test then fails
+    # with the stacks in its message instead of waiting for its timeout)
+    faulthandler.dump_traceback_later(120, exit=True)
     rank = int(os.environ["RANK"])
     policy = make_policy(seed=0)
     reward = CompositeReward([(LengthPenalty(0, rate=0.1, unit="chars"), 1.0)])
