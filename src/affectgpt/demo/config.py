@@ -17,6 +17,8 @@ from affectgpt.config import (
     parse_override,
     read_mapping,
 )
+from affectgpt.data.faces import EXPRESSIONS
+from affectgpt.data.synthetic.plan import DEFAULT_EMOTIONS
 
 # The tiny random LLM on the real CPU encoders: the reduced demo that `make test` runs.
 TINY_ON_REAL_ENCODERS = [
@@ -28,9 +30,13 @@ TINY_ON_REAL_ENCODERS = [
 #: the settings that decide the corpus and its features (shared by runs that differ only in
 #: training settings), and in addition those that decide the annotation
 DATA_SETTINGS = ("seed", "coarse", "fine", "test_fraction", "clip_seconds", "clip_size",
-                 "fine_style", "preset", "overrides")
+                 "fine_style", "emotions", "preset", "overrides")
 ANNOTATION_SETTINGS = DATA_SETTINGS + ("annotate_backend", "annotate_max_tokens",
                                        "annotate_filter")
+
+
+#: what the stages train the LLM to write (:attr:`DemoConfig.targets`)
+TARGETS = ("descriptions", "labels")
 
 
 class DemoConfigError(ConfigError):
@@ -56,6 +62,9 @@ class DemoConfig:
         from: ``"generated"`` (the generator's coarse descriptions, standing in for a good
         annotator: the packaged CPU clue models are far weaker than the paper's MLLMs) or
         ``"annotated"`` (the pipeline's own output). ``annotate=False`` skips the pipeline.
+        ``targets``: what both stages train the LLM to write, ``"descriptions"`` (the
+        descriptions above) or ``"labels"`` (the primary label alone, ``"sad."``: what a
+        tiny random LLM can learn in seconds; the reduced demo's choice).
     Training and protocol
         ``preset`` + ``overrides`` (model), stage 1 for ``stage1_epochs`` on the coarse
         pool, stage 2 for ``stage2_epochs`` on the fine train split (``stage2_lr``,
@@ -77,6 +86,7 @@ class DemoConfig:
     clip_seconds: list[float] = field(default_factory=lambda: [2.5, 4.0])
     clip_size: int = 224
     fine_style: str = "coarse"
+    emotions: list[str] = field(default_factory=lambda: list(DEFAULT_EMOTIONS))
     workers: int = 2
 
     annotate: bool = True
@@ -85,6 +95,7 @@ class DemoConfig:
     annotate_concurrency: int = 16
     annotate_filter: bool = True
     stage1_targets: str = "generated"
+    targets: str = "descriptions"
 
     preset: str = "small"
     overrides: list[str] = field(default_factory=lambda: ["video.num_query=8"])
@@ -113,12 +124,18 @@ class DemoConfig:
             raise DemoConfigError("coarse must be >= 2 and fine >= 4")
         if not 0.0 < self.test_fraction < 1.0:
             raise DemoConfigError("test_fraction must be in (0, 1)")
+        if not self.emotions or len(set(self.emotions)) != len(self.emotions) or any(
+                e not in EXPRESSIONS for e in self.emotions):
+            raise DemoConfigError(f"emotions must be distinct names from "
+                                  f"{', '.join(EXPRESSIONS)}")
         if self.fine_style not in ("fine", "coarse"):
             raise DemoConfigError("fine_style must be 'fine' or 'coarse'")
         if self.stage1_targets not in ("generated", "annotated"):
             raise DemoConfigError("stage1_targets must be 'generated' or 'annotated'")
         if self.stage1_targets == "annotated" and not self.annotate:
             raise DemoConfigError("stage1_targets=annotated needs annotate=true")
+        if self.targets not in TARGETS:
+            raise DemoConfigError(f"targets must be one of {', '.join(TARGETS)}")
         if self.annotate_backend not in ("server", "transformers"):
             raise DemoConfigError("annotate_backend must be 'server' or 'transformers'")
         for name in ("stage1_epochs", "stage2_epochs", "batch_size", "eval_max_new_tokens",

@@ -27,6 +27,7 @@ corrupt and the next run continues.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -141,6 +142,17 @@ def _split_manifests(fine_manifest: Path, folder: Path) -> tuple[Path, Path]:
     return train, test
 
 
+def label_targets(manifest: str | Path, out: Path) -> Path:
+    """A copy of ``manifest`` whose English target descriptions are the primary label alone
+    (``"sad."``; :attr:`DemoConfig.targets` ``"labels"``), written to ``out``; samples
+    without labels have nothing to teach and are left out."""
+    samples = [s for s in read_manifest(manifest) if s.labels]
+    if not samples:
+        raise RuntimeError(f"{manifest}: no sample has labels to train on")
+    return write_manifest([dataclasses.replace(s, description_en=f"{s.labels[0]}.")
+                           for s in samples], out)
+
+
 # --------------------------------------------------------------------------- the demo
 class Demo:
     """One demo run (see the module docstring); :meth:`run` returns the report folder."""
@@ -175,7 +187,8 @@ class Demo:
             corpus = make_synthetic_corpus(
                 self.data / "corpus", coarse=c.coarse, fine=c.fine,
                 test_fraction=c.test_fraction, seed=c.seed, fine_style=c.fine_style,
-                duration=tuple(c.clip_seconds), size=c.clip_size, workers=c.workers,
+                duration=tuple(c.clip_seconds), size=c.clip_size, emotions=c.emotions,
+                workers=c.workers,
                 progress=self.progress)
             train, test = _split_manifests(corpus.fine_manifest, self.data / "corpus" / "fine")
             n_test = len(read_manifest(test))
@@ -383,9 +396,14 @@ class Demo:
         coarse = (annotation["annotated"] if self.cfg.stage1_targets == "annotated"
                   else corpus["coarse"])
         self.features([corpus["coarse"], corpus["fine"]])
-        test = corpus["test"]
+        test, train = corpus["test"], corpus["train"]
         targets = ("its pipeline annotations" if c.stage1_targets == "annotated"
                    else "its generated coarse descriptions")
+        if c.targets == "labels":
+            coarse = str(label_targets(coarse, self.work / "targets" / "stage1.jsonl"))
+            train = str(label_targets(train, self.work / "targets" / "stage2.jsonl"))
+            targets = targets.replace("descriptions", "labels").replace("annotations",
+                                                                         "labels")
         self.untrained(test, seed=c.seeds[0], step="text-only", withhold=("video", "audio"))
         first_s12 = None
         for seed in c.seeds:
@@ -397,17 +415,17 @@ class Demo:
                              f"seed {seed}", seed=seed, manifest=coarse, test_manifest=test,
                              epochs=c.stage1_epochs)
             self._train(name("stage2-only"), f"4/6 stage 2 only (from random adapters), seed "
-                        f"{seed}", seed=seed, manifest=corpus["train"], test_manifest=test,
+                        f"{seed}", seed=seed, manifest=train, test_manifest=test,
                         epochs=c.stage2_epochs, stage=2)
             s12 = self._train(name("stage2"), f"4/6 stage 2 from stage 1, seed {seed}",
-                              seed=seed, manifest=corpus["train"], test_manifest=test,
+                              seed=seed, manifest=train, test_manifest=test,
                               epochs=c.stage2_epochs, init_from=s1.outputs["out_dir"], stage=2)
             first_s12 = first_s12 or s12
             if c.modalities:
                 for modality in ("video", "audio"):
                     self._train(name(f"stage2-only-no-{modality}"),
                                 f"4/6 modality ablation: stage 2 only without {modality}, "
-                                f"seed {seed}", seed=seed, manifest=corpus["train"],
+                                f"seed {seed}", seed=seed, manifest=train,
                                 test_manifest=test, epochs=c.stage2_epochs,
                                 withhold=(modality,), stage=2)
         self.describe(first_s12.outputs["model"], test)
