@@ -142,15 +142,35 @@ def _split_manifests(fine_manifest: Path, folder: Path) -> tuple[Path, Path]:
     return train, test
 
 
-def label_targets(manifest: str | Path, out: Path) -> Path:
-    """A copy of ``manifest`` whose English target descriptions are the primary label alone
-    (``"sad."``; :attr:`DemoConfig.targets` ``"labels"``), written to ``out``; samples
-    without labels have nothing to teach and are left out."""
+def _conclusion(labels: Sequence[str]) -> str:
+    words = list(labels)
+    joined = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"The person seems {joined}."
+
+
+def target_manifest(manifest: str | Path, out: Path, style: str) -> Path:
+    """A copy of ``manifest`` with the English target descriptions of
+    :attr:`DemoConfig.targets` ``style``, written to ``out``: ``"labels"``, the primary label
+    alone (``"sad."``); ``"label-first"``, the conclusion (``"The person seems sad and
+    sorrowful."``) moved in front of the clues, so that evaluation needs to generate only
+    the first sentence. Samples without labels have nothing to teach and are left out."""
     samples = [s for s in read_manifest(manifest) if s.labels]
     if not samples:
         raise RuntimeError(f"{manifest}: no sample has labels to train on")
-    return write_manifest([dataclasses.replace(s, description_en=f"{s.labels[0]}.")
-                           for s in samples], out)
+    out_samples = []
+    for s in samples:
+        if style == "labels":
+            target = f"{s.labels[0]}."
+        elif style == "label-first":
+            conclusion = _conclusion(s.labels)
+            clues = s.description_en.strip()
+            if clues.endswith(conclusion):  # the generator's descriptions end with it
+                clues = clues[: -len(conclusion)].strip()
+            target = f"{conclusion} {clues}".strip()
+        else:
+            raise ValueError(f"unknown target style {style!r}")
+        out_samples.append(dataclasses.replace(s, description_en=target))
+    return write_manifest(out_samples, out)
 
 
 # --------------------------------------------------------------------------- the demo
@@ -399,11 +419,13 @@ class Demo:
         test, train = corpus["test"], corpus["train"]
         targets = ("its pipeline annotations" if c.stage1_targets == "annotated"
                    else "its generated coarse descriptions")
-        if c.targets == "labels":
-            coarse = str(label_targets(coarse, self.work / "targets" / "stage1.jsonl"))
-            train = str(label_targets(train, self.work / "targets" / "stage2.jsonl"))
-            targets = targets.replace("descriptions", "labels").replace("annotations",
-                                                                         "labels")
+        if c.targets != "descriptions":
+            coarse = str(target_manifest(coarse, self.work / "targets" / "stage1.jsonl",
+                                         c.targets))
+            train = str(target_manifest(train, self.work / "targets" / "stage2.jsonl",
+                                        c.targets))
+            targets += (", as labels alone" if c.targets == "labels"
+                        else ", conclusion first")
         self.untrained(test, seed=c.seeds[0], step="text-only", withhold=("video", "audio"))
         first_s12 = None
         for seed in c.seeds:
