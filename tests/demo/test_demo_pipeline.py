@@ -24,10 +24,12 @@ TRAINED_MARGIN = 0.10
 
 def _steps(cfg: DemoConfig) -> list[str]:
     per_seed = ["untrained", "stage1", "stage2-only", "stage2"]
-    if cfg.modalities:
-        per_seed += ["stage2-only-no-video", "stage2-only-no-audio"]
+    ablation = ["stage2-only-no-video", "stage2-only-no-audio"] if cfg.modalities else []
     return (["corpus", "annotate", "features", "text-only"]
-            + [f"{step}-seed{seed}" for seed in cfg.seeds for step in per_seed] + ["describe"])
+            + [f"{step}-seed{seed}" for seed in cfg.seeds
+               for step in per_seed + (ablation if seed in cfg.seeds[:cfg.modality_seeds]
+                                       else [])]
+            + ["describe"])
 
 
 def _require_stack():
@@ -59,6 +61,10 @@ def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
     assert [s["name"] for s in summary["systems"]] == names
     assert [s["name"] for s in summary["modalities"]] == (
         [name for name, _, _ in MODALITY_SYSTEMS] if cfg.modalities else [])
+    assert cfg.modality_seeds < len(cfg.seeds)  # the ablation ran on a subset of the seeds
+    for row in summary["modalities"]:
+        single = row["step"] == "text-only"
+        assert row["seeds"] == (cfg.seeds[:1] if single else cfg.seeds[:cfg.modality_seeds])
     for row in summary["systems"]:
         single = row["step"] == "text-only"
         assert row["seeds"] == (cfg.seeds[:1] if single else cfg.seeds)

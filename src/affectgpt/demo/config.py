@@ -79,7 +79,8 @@ class DemoConfig:
         training seed in ``seeds``; the test split is scored at the selected checkpoint
         only, and the tables show mean ± std (population) over the seeds.
         ``modalities``: the modality ablation (the stage-2 recipe with video or audio
-        withheld; Table 1 / Figure 5 in miniature).
+        withheld; Table 1 / Figure 5 in miniature), run on the first ``modality_seeds``
+        seeds (its rows are compared on those seeds only).
     """
 
     seed: int = 0
@@ -117,6 +118,7 @@ class DemoConfig:
     val_fraction: float = 0.2
     select_on: str = "val"
     modalities: bool = True
+    modality_seeds: int = 1
 
     eval_max_new_tokens: int = 64
     eval_batch_size: int = 32
@@ -143,7 +145,7 @@ class DemoConfig:
             raise DemoConfigError("annotate_backend must be 'server' or 'transformers'")
         for name in ("stage1_epochs", "stage2_epochs", "batch_size", "eval_max_new_tokens",
                      "eval_batch_size", "describe_max_new_tokens", "workers",
-                     "annotate_max_tokens", "annotate_concurrency"):
+                     "annotate_max_tokens", "annotate_concurrency", "modality_seeds"):
             if int(getattr(self, name)) < 1:
                 raise DemoConfigError(f"{name} must be >= 1")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

@@ -443,7 +443,7 @@ class Demo:
                               seed=seed, manifest=train, test_manifest=test,
                               epochs=c.stage2_epochs, init_from=s1.outputs["out_dir"], stage=2)
             first_s12 = first_s12 or s12
-            if c.modalities:
+            if c.modalities and seed in c.seeds[:c.modality_seeds]:
                 for modality in ("video", "audio"):
                     self._train(name(f"stage2-only-no-{modality}"),
                                 f"4/6 modality ablation: stage 2 only without {modality}, "
@@ -472,9 +472,9 @@ class Demo:
         return report_dir
 
     # ------------------------------------------------------------------ results
-    def _runs(self, step: str) -> list[dict[str, Any]]:
-        """The outputs of every seed's run of ``step``."""
-        seeds = self.cfg.seeds[:1] if step in SINGLE_RUN_STEPS else self.cfg.seeds
+    def _runs(self, step: str, seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """The outputs of every seed's run of ``step`` (``seeds``: of those seeds only)."""
+        seeds = self.cfg.seeds[:1] if step in SINGLE_RUN_STEPS else (seeds or self.cfg.seeds)
         return [self.steps_output(self.step_name(step, seed)) for seed in seeds]
 
     def summary(self, test_manifest: str, seconds: float) -> dict[str, Any]:
@@ -489,8 +489,10 @@ class Demo:
         means: dict[str, dict[str, Any]] = {}
         for block, systems in blocks.items():
             rows = []
+            # the modality block compares its rows on the seeds it ran
+            seeds = c.seeds[:c.modality_seeds] if block == "modalities" else None
             for name, step, note in systems:
-                runs = self._runs(step)
+                runs = self._runs(step, seeds)
                 agg = aggregate({name: [r["test"] for r in runs]})[name]
                 means[name] = agg
                 rows.append({"name": name, "step": step, "note": note, "runs": len(runs),
@@ -635,8 +637,9 @@ class Demo:
             if not summary[block]:
                 continue
             table = Table(title=f"{title}: test split ({summary['test_clips']} clips), 2024 "
-                                f"set metric x100, mean ± std over {len(summary['seeds'])} "
-                                f"seed(s); checkpoint: {summary['selection']}")
+                                f"set metric x100, mean ± std over "
+                                f"{max(r['runs'] for r in summary[block])} seed(s); "
+                                f"checkpoint: {summary['selection']}")
             for col in ("system", *(COLUMN_LABELS.get(c, c) for c in COLUMNS)):
                 table.add_column(col, justify="left" if col == "system" else "right")
             for row in summary[block]:
