@@ -110,8 +110,8 @@ class DemoConfig:
     lr: float = 2e-3
     min_lr: float = 2e-4
     warmup_steps: int = 10
-    stage2_lr: float | None = None
-    stage2_min_lr: float | None = None
+    stage2_lr: float | None = 5e-3
+    stage2_min_lr: float | None = 5e-4
     stage2_warmup_steps: int | None = None
     device: str = "auto"
 
@@ -178,8 +178,9 @@ class DemoConfig:
                    targets="labels", preset="tiny",
                    overrides=[*TINY_ON_REAL_ENCODERS, "lora.r=8"],
                    stage1_epochs=4, stage2_epochs=6, batch_size=2, lr=1e-2, min_lr=1e-3,
-                   warmup_steps=0, val_fraction=0.3, eval_max_new_tokens=8,
-                   eval_batch_size=4, describe_max_new_tokens=8, seeds=[0, 1])
+                   warmup_steps=0, stage2_lr=None, stage2_min_lr=None, val_fraction=0.3,
+                   eval_max_new_tokens=8, eval_batch_size=4, describe_max_new_tokens=8,
+                   seeds=[0, 1])
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
