@@ -72,8 +72,9 @@ class DemoConfig:
     Training and protocol
         ``preset`` + ``overrides`` (model), stage 1 for ``stage1_epochs`` on the coarse
         pool, stage 2 for ``stage2_epochs`` on the fine train split (``stage2_lr``,
-        ``stage2_min_lr``, ``stage2_warmup_steps``: stage 2's own schedule, default stage
-        1's). Each stage carves ``val_fraction`` of its training clips into a seeded
+        ``stage2_min_lr``, ``stage2_warmup_steps``: stage 2's own schedule, ``None``
+        meaning stage 1's; the defaults were chosen on validation, docs/demo-tuning.md).
+        Each stage carves ``val_fraction`` of its training clips into a seeded
         validation split that chooses the checkpoint (``select_on="val"``; ``"test"``: the
         authors' protocol, best epoch on test, labelled so everywhere) and stage 2 starts
         from stage 1's validation-selected export. Every trained system runs once per
