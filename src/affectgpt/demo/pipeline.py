@@ -68,6 +68,9 @@ MODALITY_SYSTEMS = (
     ("T", "text-only", "the frozen LLM given the subtitle alone (= text only)"),
 )
 SINGLE_RUN_STEPS = ("text-only",)
+#: how the training targets were rewritten (:attr:`DemoConfig.targets`), for the report
+TARGET_NOTES = {"descriptions": "", "label-first": ", conclusion first (both stages)",
+                "labels": ", reduced to the primary label (both stages)"}
 CUES = ("audio", "video", "text", "all")
 
 
@@ -623,7 +626,8 @@ class Demo:
                 f"packaged CPU models and kept {out['exported']}; its labels agree with the "
                 f"generator's truth at Avg {100 * agreement.get('avg', 0):.1f} (Accuracy_s "
                 f"{100 * agreement.get('accuracy', 0):.1f}, Recall_s "
-                f"{100 * agreement.get('recall', 0):.1f}). Stage 1 learned from {what}. "
+                f"{100 * agreement.get('recall', 0):.1f}). Stage 1 learned from {what}"
+                f"{TARGET_NOTES[self.cfg.targets]}. "
                 f"Annotations: {out.get('csv')}.")
 
     def steps_output(self, name: str) -> dict[str, Any]:
