@@ -73,6 +73,11 @@ def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):
             assert len(cell["values"]) == row["runs"]
             assert 0.0 <= cell["mean"] <= 1.0 and cell["std"] >= 0.0
     assert summary["selection"] == "best epoch on validation"
+    # every step's CPU seconds, measured as it ran (the machine may be shared)
+    assert [t["name"] for t in summary["timings"]] == _steps(cfg)
+    assert all(t["cpu_seconds"] is not None and t["cpu_seconds"] >= 0
+               for t in summary["timings"])
+    assert sum(t["cpu_seconds"] for t in summary["timings"]) > 1.0
     assert summary["machine"]["cpu"] and summary["machine"]["vector_extensions"]
     for key in ("train_forward_backward_s", "val_generation_s", "test_generation_s",
                 "features_s"):

@@ -76,13 +76,16 @@ CUES = ("audio", "video", "text", "all")
 
 @dataclass
 class StepRecord:
-    """What one step did: outputs, seconds, and whether an earlier run's result was reused."""
+    """What one step did: outputs, wall seconds, CPU seconds of this process (all its
+    threads, child processes included; what a contended machine inflates least), and
+    whether an earlier run's result was reused."""
 
     name: str
     seconds: float
     reused: bool
     detail: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float | None = None
 
 
 class Steps:
@@ -104,22 +107,32 @@ class Steps:
         if marker.is_file():
             saved = json.loads(marker.read_text(encoding="utf-8"))
             record = StepRecord(name, saved["seconds"], True, saved.get("detail", ""),
-                                saved["outputs"])
+                                saved["outputs"], saved.get("cpu_seconds"))
             self.console.print(f"[dim]✓ {title}: reused ({record.detail})[/dim]")
         else:
             self.console.rule(f"[bold]{title}")
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _cpu_seconds()
             outputs, detail = fn()
             record = StepRecord(name, round(time.perf_counter() - started, 2), False, detail,
-                                outputs)
-            atomic_write(marker, json.dumps({"seconds": record.seconds, "detail": detail,
-                                             "outputs": outputs}, indent=1) + "\n")
+                                outputs, round(_cpu_seconds() - cpu_started, 2))
+            atomic_write(marker, json.dumps({"seconds": record.seconds,
+                                             "cpu_seconds": record.cpu_seconds,
+                                             "detail": detail, "outputs": outputs},
+                                            indent=1) + "\n")
             self.console.print(f"✓ {title}: {detail} ({record.seconds:.1f} s)")
         self.records.append(record)
         return record
 
 
 # --------------------------------------------------------------------------- helpers
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished child processes."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _cue(sample: Sample) -> str:
     return (sample.extra.get("synthetic") or {}).get("cue", "all")
 
@@ -519,8 +532,8 @@ class Demo:
             "systems": out_blocks["systems"],
             "modalities": out_blocks["modalities"],
             "findings": check_findings(means),
-            "timings": [{"name": r.name, "seconds": r.seconds, "reused": r.reused}
-                        for r in self.steps.records],
+            "timings": [{"name": r.name, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds,
+                         "reused": r.reused} for r in self.steps.records],
             "profile": profile,
             "steps_seconds": round(sum(r.seconds for r in self.steps.records), 1),
             "total_seconds": round(seconds, 1),
