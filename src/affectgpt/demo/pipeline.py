@@ -27,6 +27,7 @@ corrupt and the next run continues.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -67,18 +68,24 @@ MODALITY_SYSTEMS = (
     ("T", "text-only", "the frozen LLM given the subtitle alone (= text only)"),
 )
 SINGLE_RUN_STEPS = ("text-only",)
+#: how the training targets were rewritten (:attr:`DemoConfig.targets`), for the report
+TARGET_NOTES = {"descriptions": "", "label-first": ", conclusion first (both stages)",
+                "labels": ", reduced to the primary label (both stages)"}
 CUES = ("audio", "video", "text", "all")
 
 
 @dataclass
 class StepRecord:
-    """What one step did: outputs, seconds, and whether an earlier run's result was reused."""
+    """What one step did: outputs, wall seconds, CPU seconds of this process (all its
+    threads, child processes included; what a contended machine inflates least), and
+    whether an earlier run's result was reused."""
 
     name: str
     seconds: float
     reused: bool
     detail: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float | None = None
 
 
 class Steps:
@@ -100,22 +107,32 @@ class Steps:
         if marker.is_file():
             saved = json.loads(marker.read_text(encoding="utf-8"))
             record = StepRecord(name, saved["seconds"], True, saved.get("detail", ""),
-                                saved["outputs"])
+                                saved["outputs"], saved.get("cpu_seconds"))
             self.console.print(f"[dim]✓ {title}: reused ({record.detail})[/dim]")
         else:
             self.console.rule(f"[bold]{title}")
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _cpu_seconds()
             outputs, detail = fn()
             record = StepRecord(name, round(time.perf_counter() - started, 2), False, detail,
-                                outputs)
-            atomic_write(marker, json.dumps({"seconds": record.seconds, "detail": detail,
-                                             "outputs": outputs}, indent=1) + "\n")
+                                outputs, round(_cpu_seconds() - cpu_started, 2))
+            atomic_write(marker, json.dumps({"seconds": record.seconds,
+                                             "cpu_seconds": record.cpu_seconds,
+                                             "detail": detail, "outputs": outputs},
+                                            indent=1) + "\n")
             self.console.print(f"✓ {title}: {detail} ({record.seconds:.1f} s)")
         self.records.append(record)
         return record
 
 
 # --------------------------------------------------------------------------- helpers
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished child processes."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _cue(sample: Sample) -> str:
     return (sample.extra.get("synthetic") or {}).get("cue", "all")
 
@@ -139,6 +156,37 @@ def _split_manifests(fine_manifest: Path, folder: Path) -> tuple[Path, Path]:
     train = write_manifest([s for s in samples if s.split == "train"], folder / "train.jsonl")
     test = write_manifest([s for s in samples if s.split == "test"], folder / "test.jsonl")
     return train, test
+
+
+def _conclusion(labels: Sequence[str]) -> str:
+    words = list(labels)
+    joined = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"The person seems {joined}."
+
+
+def target_manifest(manifest: str | Path, out: Path, style: str) -> Path:
+    """A copy of ``manifest`` with the English target descriptions of
+    :attr:`DemoConfig.targets` ``style``, written to ``out``: ``"labels"``, the primary label
+    alone (``"sad."``); ``"label-first"``, the conclusion (``"The person seems sad and
+    sorrowful."``) moved in front of the clues, so that evaluation needs to generate only
+    the first sentence. Samples without labels have nothing to teach and are left out."""
+    samples = [s for s in read_manifest(manifest) if s.labels]
+    if not samples:
+        raise RuntimeError(f"{manifest}: no sample has labels to train on")
+    out_samples = []
+    for s in samples:
+        if style == "labels":
+            target = f"{s.labels[0]}."
+        elif style == "label-first":
+            conclusion = _conclusion(s.labels)
+            clues = s.description_en.strip()
+            if clues.endswith(conclusion):  # the generator's descriptions end with it
+                clues = clues[: -len(conclusion)].strip()
+            target = f"{conclusion} {clues}".strip()
+        else:
+            raise ValueError(f"unknown target style {style!r}")
+        out_samples.append(dataclasses.replace(s, description_en=target))
+    return write_manifest(out_samples, out)
 
 
 # --------------------------------------------------------------------------- the demo
@@ -175,7 +223,8 @@ class Demo:
             corpus = make_synthetic_corpus(
                 self.data / "corpus", coarse=c.coarse, fine=c.fine,
                 test_fraction=c.test_fraction, seed=c.seed, fine_style=c.fine_style,
-                duration=tuple(c.clip_seconds), size=c.clip_size, workers=c.workers,
+                duration=tuple(c.clip_seconds), size=c.clip_size, emotions=c.emotions,
+                workers=c.workers,
                 progress=self.progress)
             train, test = _split_manifests(corpus.fine_manifest, self.data / "corpus" / "fine")
             n_test = len(read_manifest(test))
@@ -383,9 +432,16 @@ class Demo:
         coarse = (annotation["annotated"] if self.cfg.stage1_targets == "annotated"
                   else corpus["coarse"])
         self.features([corpus["coarse"], corpus["fine"]])
-        test = corpus["test"]
+        test, train = corpus["test"], corpus["train"]
         targets = ("its pipeline annotations" if c.stage1_targets == "annotated"
                    else "its generated coarse descriptions")
+        if c.targets != "descriptions":
+            coarse = str(target_manifest(coarse, self.work / "targets" / "stage1.jsonl",
+                                         c.targets))
+            train = str(target_manifest(train, self.work / "targets" / "stage2.jsonl",
+                                        c.targets))
+            targets += (", as labels alone" if c.targets == "labels"
+                        else ", conclusion first")
         self.untrained(test, seed=c.seeds[0], step="text-only", withhold=("video", "audio"))
         first_s12 = None
         for seed in c.seeds:
@@ -397,17 +453,17 @@ class Demo:
                              f"seed {seed}", seed=seed, manifest=coarse, test_manifest=test,
                              epochs=c.stage1_epochs)
             self._train(name("stage2-only"), f"4/6 stage 2 only (from random adapters), seed "
-                        f"{seed}", seed=seed, manifest=corpus["train"], test_manifest=test,
+                        f"{seed}", seed=seed, manifest=train, test_manifest=test,
                         epochs=c.stage2_epochs, stage=2)
             s12 = self._train(name("stage2"), f"4/6 stage 2 from stage 1, seed {seed}",
-                              seed=seed, manifest=corpus["train"], test_manifest=test,
+                              seed=seed, manifest=train, test_manifest=test,
                               epochs=c.stage2_epochs, init_from=s1.outputs["out_dir"], stage=2)
             first_s12 = first_s12 or s12
-            if c.modalities:
+            if c.modalities and seed in c.seeds[:c.modality_seeds]:
                 for modality in ("video", "audio"):
                     self._train(name(f"stage2-only-no-{modality}"),
                                 f"4/6 modality ablation: stage 2 only without {modality}, "
-                                f"seed {seed}", seed=seed, manifest=corpus["train"],
+                                f"seed {seed}", seed=seed, manifest=train,
                                 test_manifest=test, epochs=c.stage2_epochs,
                                 withhold=(modality,), stage=2)
         self.describe(first_s12.outputs["model"], test)
@@ -432,9 +488,9 @@ class Demo:
         return report_dir
 
     # ------------------------------------------------------------------ results
-    def _runs(self, step: str) -> list[dict[str, Any]]:
-        """The outputs of every seed's run of ``step``."""
-        seeds = self.cfg.seeds[:1] if step in SINGLE_RUN_STEPS else self.cfg.seeds
+    def _runs(self, step: str, seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """The outputs of every seed's run of ``step`` (``seeds``: of those seeds only)."""
+        seeds = self.cfg.seeds[:1] if step in SINGLE_RUN_STEPS else (seeds or self.cfg.seeds)
         return [self.steps_output(self.step_name(step, seed)) for seed in seeds]
 
     def summary(self, test_manifest: str, seconds: float) -> dict[str, Any]:
@@ -449,8 +505,10 @@ class Demo:
         means: dict[str, dict[str, Any]] = {}
         for block, systems in blocks.items():
             rows = []
+            # the modality block compares its rows on the seeds it ran
+            seeds = c.seeds[:c.modality_seeds] if block == "modalities" else None
             for name, step, note in systems:
-                runs = self._runs(step)
+                runs = self._runs(step, seeds)
                 agg = aggregate({name: [r["test"] for r in runs]})[name]
                 means[name] = agg
                 rows.append({"name": name, "step": step, "note": note, "runs": len(runs),
@@ -474,8 +532,8 @@ class Demo:
             "systems": out_blocks["systems"],
             "modalities": out_blocks["modalities"],
             "findings": check_findings(means),
-            "timings": [{"name": r.name, "seconds": r.seconds, "reused": r.reused}
-                        for r in self.steps.records],
+            "timings": [{"name": r.name, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds,
+                         "reused": r.reused} for r in self.steps.records],
             "profile": profile,
             "steps_seconds": round(sum(r.seconds for r in self.steps.records), 1),
             "total_seconds": round(seconds, 1),
@@ -581,7 +639,8 @@ class Demo:
                 f"packaged CPU models and kept {out['exported']}; its labels agree with the "
                 f"generator's truth at Avg {100 * agreement.get('avg', 0):.1f} (Accuracy_s "
                 f"{100 * agreement.get('accuracy', 0):.1f}, Recall_s "
-                f"{100 * agreement.get('recall', 0):.1f}). Stage 1 learned from {what}. "
+                f"{100 * agreement.get('recall', 0):.1f}). Stage 1 learned from {what}"
+                f"{TARGET_NOTES[self.cfg.targets]}. "
                 f"Annotations: {out.get('csv')}.")
 
     def steps_output(self, name: str) -> dict[str, Any]:
@@ -595,8 +654,9 @@ class Demo:
             if not summary[block]:
                 continue
             table = Table(title=f"{title}: test split ({summary['test_clips']} clips), 2024 "
-                                f"set metric x100, mean ± std over {len(summary['seeds'])} "
-                                f"seed(s); checkpoint: {summary['selection']}")
+                                f"set metric x100, mean ± std over "
+                                f"{max(r['runs'] for r in summary[block])} seed(s); "
+                                f"checkpoint: {summary['selection']}")
             for col in ("system", *(COLUMN_LABELS.get(c, c) for c in COLUMNS)):
                 table.add_column(col, justify="left" if col == "system" else "right")
             for row in summary[block]:

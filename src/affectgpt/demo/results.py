@@ -127,8 +127,10 @@ def render_readme_block(results: Mapping[str, Any]) -> str:
         "",
     ]
     if results.get("modalities"):
+        seeds_run = max(len(row["scores"]["avg"]["values"]) for row in results["modalities"])
         parts += ["Modality ablation (stage-2 recipe, modalities withheld in training and "
-                  "testing; T is the frozen LLM given the subtitle alone):", "",
+                  "testing; T is the frozen LLM given the subtitle alone; "
+                  f"{seeds_run} seed(s)):", "",
                   render_table(results, "modalities"), ""]
     parts += ["The paper's findings on these runs:", ""]
     parts += [f"- {finding_line(f)}" for f in results["findings"]]
