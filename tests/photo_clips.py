@@ -4,12 +4,10 @@ scikit-image sample images, e.g. the astronaut's face) with a slow zoom, and esp
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-
-AUDIO_RATE = 16000
+from speech_clips import AUDIO_RATE, mux_audio
 
 
 def photo(name: str = "astronaut") -> np.ndarray:
@@ -64,15 +62,5 @@ def write_photo_clip(path: Path, image: np.ndarray, audio: np.ndarray | None, *,
         for packet in video.encode():
             out.mux(packet)
         if sound is not None:
-            step = sound.codec_context.frame_size or 1024
-            for start in range(0, len(audio), step):
-                chunk = np.ascontiguousarray(audio[None, start:start + step], dtype=np.float32)
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                frame.sample_rate = AUDIO_RATE
-                frame.pts = start
-                frame.time_base = Fraction(1, AUDIO_RATE)
-                for packet in sound.encode(frame):
-                    out.mux(packet)
-            for packet in sound.encode():
-                out.mux(packet)
+            mux_audio(out, sound, audio)
     return path

@@ -59,17 +59,7 @@ def write_clip(path: Path, audio: np.ndarray | None, seconds: float | None = Non
         for packet in video.encode():
             out.mux(packet)
         if sound is not None:
-            step = sound.codec_context.frame_size or 1024
-            for start in range(0, len(audio), step):
-                chunk = np.ascontiguousarray(audio[None, start:start + step], dtype=np.float32)
-                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                frame.sample_rate = AUDIO_RATE
-                frame.pts = start
-                frame.time_base = Fraction(1, AUDIO_RATE)
-                for packet in sound.encode(frame):
-                    out.mux(packet)
-            for packet in sound.encode():
-                out.mux(packet)
+            mux_audio(out, sound, audio)
     return path
 
 
@@ -174,3 +164,20 @@ def speech_dir(tmp_path_factory) -> Path:
     write_clip(folder / "silence.mp4", room)
     write_clip(folder / "no-audio.mp4", None, seconds=2.0)
     return folder
+
+
+def mux_audio(out, sound, audio: np.ndarray) -> None:
+    """Encode mono float ``audio`` (16 kHz) into the AAC stream ``sound`` of ``out``."""
+    import av
+
+    step = sound.codec_context.frame_size or 1024
+    for start in range(0, len(audio), step):
+        chunk = np.ascontiguousarray(audio[None, start:start + step], dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = start
+        frame.time_base = Fraction(1, AUDIO_RATE)
+        for packet in sound.encode(frame):
+            out.mux(packet)
+    for packet in sound.encode():
+        out.mux(packet)
