@@ -79,6 +79,17 @@ _MODEL_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 EXPORT_VERSION = 1
 _INSTALL_HINT = "pip install 'affectgpt[asr]'"
 
+
+def _faster_whisper(module: str, name: str):
+    """``module.name`` of faster-whisper, or an ImportError saying how to install it."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise ImportError("speech recognition needs faster-whisper, which is not installed: "
+                          f"{_INSTALL_HINT}") from exc
+
 Task = Literal["transcribe", "translate"]
 #: ``Transcript.reason`` values for an empty transcript
 NO_AUDIO_TRACK = "no audio track"
@@ -324,12 +335,7 @@ class Transcriber:
 
     def _load(self):
         if self._model is None:
-            try:
-                from faster_whisper import WhisperModel
-            except ImportError as exc:
-                raise ImportError(
-                    f"speech recognition needs faster-whisper, which is not installed: "
-                    f"{_INSTALL_HINT}") from exc
+            WhisperModel = _faster_whisper("faster_whisper", "WhisperModel")
             _ = self.model_id  # a folder without model.bin fails here, with a clear message
             source = (str(export_packaged_whisper_base_ct2()) if self.model_spec is None
                       else self.model_spec)
@@ -340,12 +346,7 @@ class Transcriber:
 
     def _vad_options_object(self):
         if self._vad_options is None:
-            try:
-                from faster_whisper.vad import VadOptions
-            except ImportError as exc:
-                raise ImportError(
-                    f"speech recognition needs faster-whisper, which is not installed: "
-                    f"{_INSTALL_HINT}") from exc
+            VadOptions = _faster_whisper("faster_whisper.vad", "VadOptions")
             try:
                 self._vad_options = VadOptions(**self.vad_parameters)
             except TypeError as exc:
