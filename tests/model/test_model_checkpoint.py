@@ -40,7 +40,7 @@ def test_round_trip_gives_identical_outputs(tiny_model, make_batch, tmp_path):
     loaded = AffectGPT.from_pretrained(path)
     batch = make_batch(tiny_model.config)
     with torch.no_grad():
-        a, b = tiny_model(batch), loaded(batch)
+        a, b = tiny_model(batch, return_logits=True), loaded(batch, return_logits=True)
     assert torch.equal(a.logits, b.logits) and torch.equal(a.loss, b.loss)
     gen = make_batch(tiny_model.config, targets=False)
     assert tiny_model.generate(gen, max_new_tokens=10, seed=3) == loaded.generate(

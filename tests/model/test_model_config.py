@@ -87,6 +87,7 @@ def test_lora_overrides_switch_lora_on_and_off():
     ("video.hidden=30", "divisible"),
     ("video.frames=64", "exceeds video.max_positions"),
     ("prompt.style=alpaca", "prompt.style must be one of"),
+    ("prompt.wording=terse", "prompt.wording must be one of"),
     ("llm.dtype=int8", "llm.dtype must be one of"),
     ("video=null", "cannot be null"),
 ])

@@ -17,7 +17,7 @@ def test_forward_backward_grads_only_on_adapters(tiny_model, make_batch):
     model = tiny_model.train()
     out = model(make_batch(model.config, audio_mask=[True, False, True]))
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
-    assert out.logits.shape[:2] == out.labels.shape
+    assert out.logits is None  # a training forward computes the loss only
     out.loss.backward()
     for name, p in model.named_parameters():
         if name.startswith(("video.", "audio.")):
@@ -33,7 +33,8 @@ def test_forward_backward_grads_only_on_adapters(tiny_model, make_batch):
 def test_loss_is_the_mean_over_answer_tokens_only(tiny_model, make_batch):
     batch = make_batch(tiny_model.config)
     with torch.no_grad():
-        out = tiny_model(batch)
+        out = tiny_model(batch, return_logits=True)
+    assert out.logits.shape[:2] == out.labels.shape
     labels = out.labels
     # labels: -100 everywhere but the answer + "###"
     for row, target in enumerate(batch["target"]):
@@ -44,13 +45,40 @@ def test_loss_is_the_mean_over_answer_tokens_only(tiny_model, make_batch):
     assert torch.allclose(out.loss, manual, atol=1e-5)
 
 
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_answer_only_head_gives_the_full_heads_loss_and_gradients(tiny_model, make_batch,
+                                                                  padding_side):
+    """The training forward projects only the positions that predict answer tokens; its
+    loss and adapter gradients equal those computed from every position's logits."""
+    model = tiny_model.train()
+    model.config.prompt.padding_side = padding_side
+    batch = make_batch(model.config, audio_mask=[True, False, True])
+    grads = []
+    try:
+        for full in (True, False):
+            model.zero_grad()
+            torch.manual_seed(0)
+            out = model(batch, return_logits=full)
+            out.loss.backward()
+            grads.append((out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                              if p.grad is not None}))
+    finally:
+        model.config.prompt.padding_side = "right"
+        model.zero_grad()
+    (full_loss, full_grads), (fast_loss, fast_grads) = grads
+    assert torch.allclose(full_loss, fast_loss, atol=1e-5)
+    assert full_grads.keys() == fast_grads.keys() and full_grads
+    for name, grad in full_grads.items():
+        assert torch.allclose(grad, fast_grads[name], atol=1e-5, rtol=1e-4), name
+
+
 def test_left_and_right_padding_give_the_same_loss(tiny_model, make_batch):
     batch = make_batch(tiny_model.config)
     with torch.no_grad():
         tiny_model.config.prompt.padding_side = "right"
-        right = tiny_model(batch)
+        right = tiny_model(batch, return_logits=True)
         tiny_model.config.prompt.padding_side = "left"
-        left = tiny_model(batch)
+        left = tiny_model(batch, return_logits=True)
     assert torch.allclose(right.loss, left.loss, atol=1e-5)
     for row in range(3):
         r = right.logits[row][right.attention_mask[row].bool()]
@@ -62,13 +90,14 @@ def test_features_reach_the_llm(tiny_model, make_batch):
     batch = make_batch(tiny_model.config)
     other = dict(batch, video=batch["video"] + 1.0)
     with torch.no_grad():
-        assert not torch.allclose(tiny_model(batch).logits, tiny_model(other).logits)
+        assert not torch.allclose(tiny_model(batch, return_logits=True).logits,
+                                  tiny_model(other, return_logits=True).logits)
 
 
 def test_audio_less_samples_drop_the_block_and_match_single_runs(tiny_model, make_batch, select):
     batch = make_batch(tiny_model.config, audio_mask=[True, False, True])
     with torch.no_grad():
-        out = tiny_model(batch)
+        out = tiny_model(batch, return_logits=True)
     assert int(out.attention_mask[1].sum()) < int(out.attention_mask[0].sum())
     prompt = tiny_model.prompt(batch["subtitle"], batch["target"], has_audio=[True, False, True])
     assert prompt.audio_positions.sum(1).tolist() == [2, 0, 2]
@@ -78,7 +107,7 @@ def test_audio_less_samples_drop_the_block_and_match_single_runs(tiny_model, mak
     alone = select(batch, [1])
     alone["audio"], alone["audio_mask"] = None, None
     with torch.no_grad():
-        single = tiny_model(alone)
+        single = tiny_model(alone, return_logits=True)
     n = int(single.attention_mask[0].sum())
     assert torch.allclose(single.logits[0, :n], out.logits[1, :n], atol=1e-4)
 

@@ -41,6 +41,26 @@ def test_vicuna_v0_text_matches_the_reference(builder):
     assert builder.prompt_text("x", question="Why?").endswith("subtitle. Why? ###Assistant: ")
 
 
+def test_short_wording_keeps_the_tags_and_drops_the_prose():
+    from affectgpt.model.config import PROMPT_WORDINGS
+    from affectgpt.model.prompt import WORDINGS
+
+    assert tuple(WORDINGS) == PROMPT_WORDINGS  # the config validates against this list
+    short = PromptBuilder(build_byte_tokenizer(), num_video_tokens=3, num_audio_tokens=2,
+                          wording="short")
+    assert short.prompt_text("Hello there.") == (
+        "###Human: Audio: <Audio>" + "<AudioHere>" * 2 + "</Audio>. Video: <Video>"
+        + "<ImageHere>" * 3 + "</Video>. Subtitle: <Subtitle>Hello there.</Subtitle>. "
+        "From what clues can we infer the person's emotional state? ###Assistant: ")
+    assert short.prompt_text("x", has_audio=False).startswith("###Human: Video: <Video>")
+    ids, labels = short.encode("x", "sad.")
+    assert sum(i == short.audio_token_id for i in ids) == 2
+    assert decode(short, [i for i, lab in zip(ids, labels) if lab != IGNORE_INDEX]) == "sad.###"
+    with pytest.raises(ValueError, match="unknown prompt wording"):
+        PromptBuilder(build_byte_tokenizer(), num_video_tokens=1, num_audio_tokens=1,
+                      wording="terse")
+
+
 def test_labels_cover_only_the_answer_and_terminator(builder):
     batch = builder(["Hello there.", "Hi"], ["Happy.", "A long, sad answer."],
                     has_audio=[True, False])

@@ -49,7 +49,7 @@ from affectgpt.model.llm import (
     load_tokenizer,
     resolve_llm_dtype,
 )
-from affectgpt.model.prompt import PromptBatch, PromptBuilder, splice_features
+from affectgpt.model.prompt import IGNORE_INDEX, PromptBatch, PromptBuilder, splice_features
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "adapters.safetensors"
@@ -59,11 +59,11 @@ CHECKPOINT_FORMAT = 1
 
 @dataclass
 class AffectGPTOutput:
-    """``loss`` (None without targets), ``logits`` ``[B, L, V]``, and the ``labels`` /
-    ``attention_mask`` they line up with."""
+    """``loss`` (None without targets), ``logits`` ``[B, L, V]`` (None when only the loss
+    was asked for), and the ``labels`` / ``attention_mask`` they line up with."""
 
     loss: torch.Tensor | None
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     labels: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
 
@@ -94,6 +94,7 @@ class AffectGPT(nn.Module):
             num_video_tokens=config.video.num_query,
             num_audio_tokens=config.audio.num_query,
             style=p.style,
+            wording=p.wording,
             question=p.question,
             stop=p.stop,
             add_bos=p.add_bos,
@@ -219,21 +220,38 @@ class AffectGPT(nn.Module):
         return prompt, embeds, touch
 
     # ------------------------------------------------------------------ forward / generate
-    def forward(self, batch: Mapping[str, Any]) -> AffectGPTOutput:
-        """Loss on the answer tokens (when ``batch["target"]`` is given) and logits."""
+    def forward(self, batch: Mapping[str, Any], *, return_logits: bool | None = None
+                ) -> AffectGPTOutput:
+        """Loss on the answer tokens (when ``batch["target"]`` is given) and logits.
+
+        With targets the loss is, by default, all that is computed: the LM head runs only
+        on the positions that predict an answer token (about a fifth of a training step
+        goes to projecting every position onto the vocabulary otherwise) and ``logits``
+        is None. ``return_logits=True`` computes the logits of every position as well
+        (the same loss); without targets they are always returned.
+        """
         with_targets = batch.get("target") is not None
+        if return_logits is None:
+            return_logits = not with_targets
         prompt, embeds, touch = self.prepare(batch, with_targets=with_targets)
-        out = self.llm(
-            inputs_embeds=embeds,
-            attention_mask=prompt.attention_mask,
-            position_ids=prompt.position_ids,
-            labels=prompt.labels,
-            use_cache=False,
-        )
-        loss = out.loss
+        llm_inputs = dict(inputs_embeds=embeds, attention_mask=prompt.attention_mask,
+                          position_ids=prompt.position_ids, use_cache=False)
+        if return_logits or not with_targets:
+            out = self.llm(**llm_inputs, labels=prompt.labels)
+            loss, logits = out.loss, out.logits
+        else:
+            # logits at position t predict token t + 1: keep the positions whose next
+            # token is labelled; the mean over them is the causal-LM loss transformers
+            # computes from the full logits.
+            answer_next = prompt.labels[:, 1:]
+            keep = torch.zeros_like(prompt.labels, dtype=torch.bool)
+            keep[:, :-1] = answer_next != IGNORE_INDEX
+            out = self.llm(**llm_inputs, logits_to_keep=keep)
+            loss = nn.functional.cross_entropy(out.logits.float(), answer_next[keep[:, :-1]])
+            logits = None
         if loss is not None:
             loss = loss + touch.to(loss.dtype)
-        return AffectGPTOutput(loss=loss, logits=out.logits, labels=prompt.labels,
+        return AffectGPTOutput(loss=loss, logits=logits, labels=prompt.labels,
                                attention_mask=prompt.attention_mask)
 
     @torch.no_grad()

@@ -32,6 +32,7 @@ from affectgpt.config import ConfigError, build, merge, read_mapping
 from affectgpt.config import apply_overrides as _apply_overrides
 
 PROMPT_STYLES = ("vicuna-v0", "chat-template")
+PROMPT_WORDINGS = ("reference", "short")  # the keys of model.prompt.WORDINGS
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_QUESTION = "From what clues can we infer the person's emotional state?"
 ALL_LINEAR_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -163,6 +164,8 @@ class PromptConfig:
 
     ``style``: ``"vicuna-v0"`` (``###Human: ... ###Assistant: ``, answer + ``###``) or
     ``"chat-template"`` (the tokenizer's own chat template, answer + end-of-turn token).
+    ``wording``: ``"reference"`` (the reference code's sentences) or ``"short"`` (the same
+    tags without the prose around them: a shorter sequence, cheaper on a CPU).
     ``stop``: the answer terminator (trained into the labels) and the generation stop
     string; ``null`` = ``"###"`` for vicuna-v0 and the tokenizer's EOS token for
     chat-template. ``add_bos`` prepends the tokenizer's BOS token (vicuna-v0 only; a
@@ -171,6 +174,7 @@ class PromptConfig:
     """
 
     style: str = "vicuna-v0"
+    wording: str = "reference"
     question: str = DEFAULT_QUESTION
     stop: str | None = None
     add_bos: bool = True
@@ -293,6 +297,9 @@ class ModelConfig:
                 errors.append(f"{branch_name}.dropout must be in [0, 1)")
         if self.prompt.style not in PROMPT_STYLES:
             errors.append(f"prompt.style must be one of {PROMPT_STYLES}, got {self.prompt.style!r}")
+        if self.prompt.wording not in PROMPT_WORDINGS:
+            errors.append(f"prompt.wording must be one of {PROMPT_WORDINGS}, "
+                          f"got {self.prompt.wording!r}")
         if self.prompt.padding_side not in ("left", "right"):
             errors.append("prompt.padding_side must be 'left' or 'right'")
         if self.prompt.max_length <= 0:

@@ -1,13 +1,18 @@
 """Prompts: text with placeholders -> token ids, labels, attention mask; feature splicing.
 
-The user turn (the reference's wording; the audio sentence is dropped for a clip without
-audio, the video sentence for one without video)::
+The user turn (``wording="reference"``, the reference's wording; the audio sentence is
+dropped for a clip without audio, the video sentence for one without video)::
 
     Close your eyes, open your ears and you imagine only based on the sound that
     <Audio><AudioHere>x8</Audio>. Close your ears, open your eyes and you see that
     <Video><ImageHere>x32</Video>. The subtitle of this video is
     <Subtitle>{subtitle}</Subtitle>. Now answer my question based on what you have seen,
     heard, and provided subtitle. {question}
+
+``wording="short"`` keeps the layout and the tags but drops the prose around them
+(``Audio: <Audio>...</Audio>. Video: <Video>...</Video>. Subtitle: <Subtitle>...
+</Subtitle>. {question}``): 31 instead of 99 template tokens with SmolLM2's tokenizer,
+which makes a CPU training step of the ``small`` preset about 30% cheaper.
 
 is wrapped as ``###Human: {user} ###Assistant: `` (``vicuna-v0``, preceded by BOS) or by
 the tokenizer's chat template (``chat-template``). The answer is ``{target}{stop}``
@@ -32,13 +37,36 @@ VIDEO_PLACEHOLDER = "<ImageHere>"
 AUDIO_PLACEHOLDER = "<AudioHere>"
 IGNORE_INDEX = -100
 
-AUDIO_SENTENCE = ("Close your eyes, open your ears and you imagine only based on the sound "
-                  "that <Audio>{audio}</Audio>. ")
-VIDEO_SENTENCE = "Close your ears, open your eyes and you see that <Video>{video}</Video>. "
-SUBTITLE_SENTENCE = "The subtitle of this video is <Subtitle>{subtitle}</Subtitle>. "
-QUESTION_SENTENCE = ("Now answer my question based on what you have seen, heard, and provided "
-                     "subtitle. {question}")
 VICUNA_V0 = "###Human: {user} ###Assistant: "
+
+
+@dataclass(frozen=True)
+class PromptWording:
+    """The sentences of the user turn; ``{audio}``, ``{video}``, ``{subtitle}`` and
+    ``{question}`` are filled in."""
+
+    audio: str
+    video: str
+    subtitle: str
+    question: str
+
+
+WORDINGS = {
+    "reference": PromptWording(
+        audio=("Close your eyes, open your ears and you imagine only based on the sound "
+               "that <Audio>{audio}</Audio>. "),
+        video="Close your ears, open your eyes and you see that <Video>{video}</Video>. ",
+        subtitle="The subtitle of this video is <Subtitle>{subtitle}</Subtitle>. ",
+        question=("Now answer my question based on what you have seen, heard, and provided "
+                  "subtitle. {question}"),
+    ),
+    "short": PromptWording(
+        audio="Audio: <Audio>{audio}</Audio>. ",
+        video="Video: <Video>{video}</Video>. ",
+        subtitle="Subtitle: <Subtitle>{subtitle}</Subtitle>. ",
+        question="{question}",
+    ),
+}
 
 
 class PlaceholderMismatchError(ValueError):
@@ -82,6 +110,7 @@ class PromptBuilder:
         num_video_tokens: int,
         num_audio_tokens: int,
         style: str = "vicuna-v0",
+        wording: str = "reference",
         question: str = "From what clues can we infer the person's emotional state?",
         stop: str | None = None,
         add_bos: bool = True,
@@ -89,10 +118,13 @@ class PromptBuilder:
     ):
         if style not in ("vicuna-v0", "chat-template"):
             raise ValueError(f"unknown prompt style {style!r}")
+        if wording not in WORDINGS:
+            raise ValueError(f"unknown prompt wording {wording!r} (one of {sorted(WORDINGS)})")
         if style == "chat-template" and not getattr(tokenizer, "chat_template", None):
             raise ValueError("prompt style 'chat-template' needs a tokenizer with a chat template")
         self.tokenizer = tokenizer
         self.style = style
+        self.wording = WORDINGS[wording]
         self.num_video_tokens = num_video_tokens
         self.num_audio_tokens = num_audio_tokens
         self.question = question
@@ -113,13 +145,14 @@ class PromptBuilder:
     # ------------------------------------------------------------------ text
     def user_message(self, subtitle: str | None, *, has_video: bool = True,
                      has_audio: bool = True, question: str | None = None) -> str:
+        wording = self.wording
         parts = []
         if has_audio:
-            parts.append(AUDIO_SENTENCE.format(audio=AUDIO_PLACEHOLDER * self.num_audio_tokens))
+            parts.append(wording.audio.format(audio=AUDIO_PLACEHOLDER * self.num_audio_tokens))
         if has_video:
-            parts.append(VIDEO_SENTENCE.format(video=VIDEO_PLACEHOLDER * self.num_video_tokens))
-        parts.append(SUBTITLE_SENTENCE.format(subtitle=_sanitize(subtitle or "")))
-        parts.append(QUESTION_SENTENCE.format(question=_sanitize(question or self.question)))
+            parts.append(wording.video.format(video=VIDEO_PLACEHOLDER * self.num_video_tokens))
+        parts.append(wording.subtitle.format(subtitle=_sanitize(subtitle or "")))
+        parts.append(wording.question.format(question=_sanitize(question or self.question)))
         return "".join(parts)
 
     def prompt_text(self, subtitle: str | None, *, has_video: bool = True,
