@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,12 @@ DATA_SETTINGS = ("seed", "coarse", "fine", "test_fraction", "clip_seconds", "cli
                  "fine_style", "emotions", "preset", "overrides")
 ANNOTATION_SETTINGS = DATA_SETTINGS + ("annotate_backend", "annotate_max_tokens",
                                        "annotate_filter")
+#: the settings of the optional reinforcement-learning step: they name the RL steps' own
+#: folder and are left out of the work folder's fingerprint, so turning RL on (or changing
+#: it) reuses every finished supervised step
+RL_SETTINGS = ("rl", "rl_epochs", "rl_lr", "rl_batch_size", "rl_group_size",
+               "rl_max_new_tokens", "rl_temperature", "rl_kl_coef", "rl_reward",
+               "rl_length_target", "rl_wheel_dir")
 
 
 #: what the stages train the LLM to write (:attr:`DemoConfig.targets`)
@@ -83,6 +90,20 @@ class DemoConfig:
         ``modalities``: the modality ablation (the stage-2 recipe with video or audio
         withheld; Table 1 / Figure 5 in miniature), run on the first ``modality_seeds``
         seeds (its rows are compared on those seeds only).
+    Reinforcement learning (optional, off: it does not fit the CPU time budget)
+        ``rl``: after each seed's stage 1 + 2, GRPO (:func:`affectgpt.train.rl_stage.rl_stage`)
+        from its validation-selected export on the same fine train split, the checkpoint
+        chosen on the same validation split (never on test), then scored on the test split
+        like every system, as "stage 1 + 2 + RL". ``rl_epochs``, ``rl_lr`` (constant),
+        ``rl_batch_size`` clips per step, ``rl_group_size`` descriptions sampled per clip
+        (G) at ``rl_temperature``, ``rl_max_new_tokens`` each (``None``: the scorer's
+        ``eval_max_new_tokens``, so the reward judges what the test scores), ``rl_kl_coef``
+        (the KL weight to the supervised model); ``rl_reward``: reward weights over
+        ``wheel``, ``set``, ``format``, ``length``, ``gaming`` (``None``: wheel + length +
+        gaming with ``rl_wheel_dir``, else set + length + gaming), ``rl_length_target``
+        words before the length penalty; ``rl_wheel_dir``: the emotion-wheel tables, for
+        the wheel reward and the EW score on test of stage 1 + 2 and of RL. These settings
+        name the RL steps' own folder only: every other step is reused.
     """
 
     seed: int = 0
@@ -126,6 +147,18 @@ class DemoConfig:
     eval_batch_size: int = 32
     describe_max_new_tokens: int = 60
 
+    rl: bool = False
+    rl_epochs: int = 2
+    rl_lr: float = 2e-5
+    rl_batch_size: int = 2
+    rl_group_size: int = 4
+    rl_max_new_tokens: int | None = None
+    rl_temperature: float = 1.0
+    rl_kl_coef: float = 0.04
+    rl_reward: dict[str, float] | None = None
+    rl_length_target: int = 40
+    rl_wheel_dir: str | None = None
+
     def __post_init__(self) -> None:
         if self.coarse < 2 or self.fine < 4:
             raise DemoConfigError("coarse must be >= 2 and fine >= 4")
@@ -159,6 +192,50 @@ class DemoConfig:
                                   "the paper protocol)")
         if len(self.clip_seconds) != 2 or not 0 < self.clip_seconds[0] <= self.clip_seconds[1]:
             raise DemoConfigError("clip_seconds must be [min, max] with 0 < min <= max")
+        self._check_rl()
+
+    def _check_rl(self) -> None:
+        for name in ("rl_epochs", "rl_batch_size", "rl_length_target"):
+            if int(getattr(self, name)) < 1:
+                raise DemoConfigError(f"{name} must be >= 1")
+        if self.rl_group_size < 2:
+            raise DemoConfigError("rl_group_size must be >= 2 (GRPO compares the samples of "
+                                  "one clip)")
+        if self.rl_max_new_tokens is not None and self.rl_max_new_tokens < 1:
+            raise DemoConfigError("rl_max_new_tokens must be >= 1 (or null: "
+                                  "eval_max_new_tokens)")
+        if not self.rl_lr > 0 or not self.rl_temperature > 0 or self.rl_kl_coef < 0:
+            raise DemoConfigError("rl_lr and rl_temperature must be > 0, rl_kl_coef >= 0")
+        if self.rl_reward is not None:
+            from affectgpt.eval.rewards import RewardSettings
+
+            unknown = sorted(set(self.rl_reward) - set(RewardSettings.COMPONENTS))
+            if unknown or not self.rl_reward:
+                raise DemoConfigError(f"rl_reward: weights over "
+                                      f"{', '.join(RewardSettings.COMPONENTS)}, got "
+                                      f"{self.rl_reward!r}")
+            if any(isinstance(w, bool) or not isinstance(w, (int, float))
+                   or not math.isfinite(w) for w in self.rl_reward.values()):
+                raise DemoConfigError(f"rl_reward: the weights must be numbers, got "
+                                      f"{self.rl_reward!r}")
+            if self.rl_reward.get("wheel") and not self.rl_wheel_dir:
+                raise DemoConfigError("rl_reward with a wheel weight needs rl_wheel_dir (the "
+                                      "emotion-wheel tables)")
+        if self.rl_wheel_dir is not None and not Path(self.rl_wheel_dir).is_dir():
+            raise DemoConfigError(f"rl_wheel_dir {self.rl_wheel_dir!r} is not a folder (the "
+                                  "emotion-wheel tables: wheel1..5.xlsx, synonym.xlsx, "
+                                  "format.csv)")
+        if self.rl and self.select_on != "val":
+            raise DemoConfigError("rl=true chooses the RL checkpoint on validation only: it "
+                                  "needs select_on=val")
+
+    @property
+    def rl_reward_weights(self) -> dict[str, float]:
+        """The RL reward's weights (:attr:`rl_reward`, or its default)."""
+        if self.rl_reward is not None:
+            return {k: float(v) for k, v in self.rl_reward.items()}
+        first = "wheel" if self.rl_wheel_dir else "set"
+        return {first: 1.0, "length": 1.0, "gaming": 1.0}
 
     @classmethod
     def reduced(cls) -> DemoConfig:
@@ -188,11 +265,12 @@ class DemoConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self, keys: tuple[str, ...] | None = None) -> str:
-        """Names a work folder: a hash of the settings (``keys``, default all) that change
-        what the steps compute (the seeds name the steps instead: a run with more seeds
-        reuses the finished ones)."""
+        """Names a work folder: a hash of the settings (``keys``, default all but the RL
+        ones, :data:`RL_SETTINGS`) that change what the steps compute (the seeds name the
+        steps instead: a run with more seeds reuses the finished ones)."""
         data = {k: v for k, v in self.to_dict().items()
-                if k not in ("workers", "device", "seeds") and (keys is None or k in keys)}
+                if k not in ("workers", "device", "seeds")
+                and (k in keys if keys is not None else k not in RL_SETTINGS)}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     @classmethod

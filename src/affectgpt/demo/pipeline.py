@@ -14,6 +14,9 @@ Steps (each also a CLI verb; each is skipped on a re-run when it finished before
    ``stage2-only``, ``stage2``: the systems of the paper's Table 4 in miniature
    (`affectgpt train`), the trained ones scored on the fine test split after every epoch
    with the 2024 set metric (lexical grouping).
+   With ``rl=true``, ``stage2-rl``: GRPO from each seed's stage-2 export
+   (`affectgpt train --stage rl`, :mod:`affectgpt.demo.rl`), scored like the others as
+   "stage 1 + 2 + RL" (its steps live in ``rl-<RL settings hash>/``).
 5. ``describe``: one test clip described by the two-stage model (`affectgpt describe`).
 6. ``report``: ``runs/demo-<time>/report.html`` and ``report.md``, with the two-stage
    model in ``runs/demo-<time>/model`` (``affectgpt serve-demo --model ...``).
@@ -42,7 +45,8 @@ from rich.console import Console
 from rich.table import Table
 
 from affectgpt.data.manifest import Sample, read_manifest, write_manifest
-from affectgpt.demo.config import ANNOTATION_SETTINGS, DATA_SETTINGS, DemoConfig
+from affectgpt.demo.config import ANNOTATION_SETTINGS, DATA_SETTINGS, RL_SETTINGS, DemoConfig
+from affectgpt.demo.rl import RL_NOTE, RL_STEP, RL_SYSTEM
 from affectgpt.io import atomic_write
 
 log = logging.getLogger("affectgpt.demo")
@@ -202,6 +206,9 @@ class Demo:
         self.data = root / f"data-{cfg.fingerprint(DATA_SETTINGS)}"
         self.annotation = self.data / f"annotate-{cfg.fingerprint(ANNOTATION_SETTINGS)}"
         self.work = root / cfg.fingerprint()
+        # the optional RL steps: a folder of their own inside the work folder, named by the
+        # RL settings, so that changing them re-runs only the RL steps
+        self.rl_work = self.work / f"rl-{cfg.fingerprint(RL_SETTINGS)}"
         if fresh:
             for folder in (self.work, self.data):
                 if folder.exists():
@@ -287,9 +294,11 @@ class Demo:
                               marker=self.data / "steps" / "features.json")
 
     def _score_test(self, model, step: str, test_manifest: str,
-                    withhold: Sequence[str] = ()) -> tuple[dict[str, Any], float]:
+                    withhold: Sequence[str] = (), folder: Path | None = None
+                    ) -> tuple[dict[str, Any], float]:
         """Describe the test clips with ``model`` (cached features, greedy), score them, save
-        ``<step>/test-predictions.json``; returns ``(scores by column, seconds)``."""
+        ``<folder>/test-predictions.json`` (default folder: the step's in the work folder);
+        returns ``(scores by column, seconds)``."""
         import torch
 
         from affectgpt.eval.scoring import score_predictions
@@ -313,7 +322,7 @@ class Demo:
         columns.update({f"cue {cue}": v["avg"]
                         for cue, v in _scores_by_cue(preds, samples).items()})
         seconds = time.perf_counter() - started
-        atomic_write(self.work / step / "test-predictions.json", json.dumps(
+        atomic_write((folder or self.work / step) / "test-predictions.json", json.dumps(
             {"scores": columns, "withheld": list(withhold), "seconds": round(seconds, 3),
              "predictions": records}, indent=1, ensure_ascii=False) + "\n")
         return columns, seconds
@@ -367,6 +376,66 @@ class Demo:
                     f"{100 * test['avg']:.1f}")
 
         return self.steps.run(step, title, train)
+
+    def reinforce(self, stage2: StepRecord, *, seed: int, train_manifest: str,
+                  test_manifest: str) -> StepRecord:
+        """The optional RL step of ``seed`` (``rl=true``): GRPO from the stage-2 step's
+        validation-selected export on its train split, the checkpoint chosen on its
+        validation split (:mod:`affectgpt.demo.rl`), then the test split scored as for
+        every system; with ``rl_wheel_dir`` also the EW score on test of both models."""
+        step = self.step_name(RL_STEP, seed)
+
+        def train():
+            from affectgpt.demo.rl import (
+                RL_SYSTEM,
+                SUPERVISED_SYSTEM,
+                ew_score,
+                rl_settings,
+                run_rl,
+                saved_predictions,
+                validation_manifests,
+            )
+            from affectgpt.model import AffectGPT
+
+            c = self.cfg
+            folder = self.rl_work / step
+            manifest, val = validation_manifests(
+                train_manifest, stage2.outputs["out_dir"], self.rl_work / "splits" / step)
+            result = run_rl(c, seed=seed, init_from=stage2.outputs["model"],
+                            manifest=manifest, val_manifest=val, out_dir=folder,
+                            features_root=self.features_root, progress=self.progress)
+            r = result.results
+            model = AffectGPT.from_pretrained(result.model_dir)
+            test, test_s = self._score_test(model, step, test_manifest, folder=folder)
+            ew = None
+            if c.rl_wheel_dir:
+                samples = read_manifest(test_manifest)
+                ew = {name: ew_score(saved_predictions(Path(path) / "test-predictions.json"),
+                                     samples, c.rl_wheel_dir)
+                      for name, path in ((SUPERVISED_SYSTEM, stage2.outputs["out_dir"]),
+                                         (RL_SYSTEM, folder))}
+            t = r["timings"]
+            profile = {"rl_train_s": round(t["train_s"] - t.get("eval_s", 0), 3),
+                       "rl_val_generation_s": t.get("eval_s", 0.0),
+                       "test_generation_s": round(test_s, 3),
+                       "feature_cache_read_s": t["features_s"], "export_s": t["export_s"]}
+            scores = r["scores"]
+            return ({"out_dir": str(result.out_dir), "model": str(result.model_dir),
+                     "init_from": r["init"]["from"], "seed": seed,
+                     "steps": r["train"]["step"], "test": test, "ew": ew,
+                     "selection": scores["selection"],
+                     "selected_epoch": scores["selected_epoch"],
+                     "best_metric": r["train_config"]["best_metric"],
+                     "val_clips": r["samples"]["eval"], "train_clips": r["samples"]["train"],
+                     "reward": {"first_epoch": r["rl"]["first_epoch"],
+                                "last_epoch": r["rl"]["last_epoch"]},
+                     "settings": rl_settings(c), "profile": profile},
+                    f"{r['train']['step']} GRPO steps, checkpoint {scores['selection']} "
+                    f"(epoch {scores['selected_epoch']}), test Avg {100 * test['avg']:.1f} "
+                    f"(stage 1 + 2: {100 * stage2.outputs['test']['avg']:.1f})")
+
+        return self.steps.run(step, f"4/6 RL (GRPO) after stage 1 + 2, seed {seed}", train,
+                              marker=self.rl_work / "steps" / f"{step}.json")
 
     def untrained(self, test_manifest: str, *, seed: int, step: str = "untrained",
                   withhold: Sequence[str] = ()) -> StepRecord:
@@ -459,6 +528,8 @@ class Demo:
                               seed=seed, manifest=train, test_manifest=test,
                               epochs=c.stage2_epochs, init_from=s1.outputs["out_dir"], stage=2)
             first_s12 = first_s12 or s12
+            if c.rl:
+                self.reinforce(s12, seed=seed, train_manifest=train, test_manifest=test)
             if c.modalities and seed in c.seeds[:c.modality_seeds]:
                 for modality in ("video", "audio"):
                     self._train(name(f"stage2-only-no-{modality}"),
@@ -500,7 +571,9 @@ class Demo:
         from affectgpt.train.config import SELECTION_LABELS
 
         c = self.cfg
-        blocks = {"systems": SYSTEMS, "modalities": MODALITY_SYSTEMS if c.modalities else ()}
+        rl_systems = ((RL_SYSTEM, RL_STEP, RL_NOTE),) if c.rl else ()
+        blocks = {"systems": SYSTEMS + rl_systems,
+                  "modalities": MODALITY_SYSTEMS if c.modalities else ()}
         out_blocks: dict[str, list[dict[str, Any]]] = {}
         means: dict[str, dict[str, Any]] = {}
         for block, systems in blocks.items():
@@ -521,7 +594,7 @@ class Demo:
                 profile[key] = round(profile.get(key, 0.0) + value, 3)
             if record.name in ("corpus", "annotate", "features", "describe"):
                 profile[f"{record.name}_s"] = record.seconds
-        return {
+        out = {
             "schema": RESULTS_SCHEMA,
             "created": time.strftime("%Y-%m-%d"),
             "machine": self.machine,
@@ -538,6 +611,30 @@ class Demo:
             "steps_seconds": round(sum(r.seconds for r in self.steps.records), 1),
             "total_seconds": round(seconds, 1),
         }
+        if c.rl:
+            out["rl"] = self._rl_summary()
+        return out
+
+    def _rl_summary(self) -> dict[str, Any]:
+        """The RL block of the results: settings, folder, each seed's selection and, with
+        the wheel tables, the EW score on test of stage 1 + 2 and of RL (mean ± std)."""
+        from affectgpt.demo.results import mean_std
+        from affectgpt.demo.rl import SUPERVISED_SYSTEM, rl_settings
+
+        runs = self._runs(RL_STEP)
+        ew = None
+        if all(r.get("ew") and None not in r["ew"].values() for r in runs):
+            ew = {}
+            for name in (SUPERVISED_SYSTEM, RL_SYSTEM):
+                values = [r["ew"][name] for r in runs]
+                mean, std = mean_std(values)
+                ew[name] = {"mean": mean, "std": std, "values": values}
+        return {"system": RL_SYSTEM, "settings": rl_settings(self.cfg),
+                "folder": str(self.rl_work),
+                "runs": [{k: r.get(k) for k in ("seed", "init_from", "steps", "best_metric",
+                                                "selection", "selected_epoch", "val_clips",
+                                                "train_clips", "reward")} for r in runs],
+                "ew": ew}
 
     def results(self, test_manifest: str, summary: dict[str, Any]) -> dict[str, Any]:
         """The report's results structure (:mod:`affectgpt.report.schema`) from
@@ -570,6 +667,13 @@ class Demo:
                 if path.is_file():
                     figures.append({"path": str(path.resolve()),
                                     "title": f"{label}, seed {c.seeds[0]}: {what}"})
+        if c.rl:
+            folder = self.rl_work / self.step_name(RL_STEP, c.seeds[0])
+            for plot, what in (("rewards.png", "reward per component"),
+                               ("scores.png", "validation scores")):
+                if (folder / plot).is_file():
+                    figures.append({"path": str((folder / plot).resolve()),
+                                    "title": f"{RL_SYSTEM}, seed {c.seeds[0]}: {what}"})
         clip = dict(self.steps_output("describe")["clip"])
         clip["video"] = str(Path(clip.pop("path", clip.get("video", ""))).resolve())
         clip.pop("extra", None)
@@ -614,8 +718,26 @@ class Demo:
                 "Cue = the modality that carries the emotion in a test clip (the others are "
                 "neutral): the audio and video columns show whether a system reads that "
                 "modality; the text-only system can only get the text column right.",
+                *self._rl_notes(summary),
             ],
         }
+
+    def _rl_notes(self, summary: dict[str, Any]) -> list[str]:
+        """The report's lines about the RL step (none when it is off)."""
+        from affectgpt.demo.results import ew_line
+
+        rl = summary.get("rl")
+        if not rl:
+            return []
+        s = rl["settings"]
+        reward = ", ".join(f"{k} {v:g}" for k, v in s["rl_reward"].items())
+        return [f"{RL_SYSTEM}: GRPO from each seed's validation-selected stage 1 + 2 export "
+                f"on the same fine train split, {s['rl_epochs']} epoch(s) at lr "
+                f"{s['rl_lr']:g}, {s['rl_group_size']} descriptions of up to "
+                f"{s['rl_max_new_tokens']} tokens sampled per clip, KL weight "
+                f"{s['rl_kl_coef']:g}, reward weights {reward}; the checkpoint chosen on the "
+                "same validation split as stage 2 (val/avg), then the test split scored "
+                "once like every system.", ew_line(rl)]
 
     def _val_curve(self, step: str) -> dict[str, list]:
         log_file = self.work / step / "eval_log.jsonl"
@@ -665,6 +787,10 @@ class Demo:
             self.console.print(table)
         for finding in summary["findings"]:
             self.console.print(f"  {'✓' if finding['holds'] else '✗'} {finding_line(finding)}")
+        if summary.get("rl"):
+            from affectgpt.demo.results import ew_line
+
+            self.console.print(f"  {ew_line(summary['rl'])}")
         self.console.print(f"demo finished in {seconds:.0f} s; report: {html.resolve()}")
 
 
