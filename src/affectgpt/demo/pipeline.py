@@ -699,8 +699,10 @@ class Demo:
             "clip": clip,
             "timings": [{"name": r.name, "seconds": r.seconds, "reused": r.reused,
                          "detail": r.detail} for r in self.steps.records],
+            # with RL off, its settings would only clutter the table: "rl" alone says so
             "config": {k: (", ".join(map(str, v)) if isinstance(v, list) else v)
-                       for k, v in c.to_dict().items()},
+                       for k, v in c.to_dict().items()
+                       if c.rl or k == "rl" or k not in RL_SETTINGS},
             "environment": {"CPU": machine["cpu"],
                             "vector extensions": machine["vector_extensions"],
                             "cores": str(machine["cores"]),
