@@ -25,7 +25,9 @@ about 13 minutes on a quiet 2-core Xeon and about 35 on a 2-core AVX2-only EPYC)
      chosen on a validation split carved from its training clips (select_on=test: best
      epoch on test, the paper protocol, labelled so), scored on the test split at that
      checkpoint with the 2024 set metric; mean ± std over the seeds and the paper's
-     findings checked
+     findings checked; optional (rl=true, off by default: it does not fit the time
+     budget): GRPO after each seed's stage 1 + 2, its row "stage 1 + 2 + RL" (EW scores
+     on test with rl_wheel_dir=DIR)
   5. one test clip described by the two-stage model
   6. OUT/demo-<time>/report.html and report.md: results table, per-modality ablation,
      loss and accuracy curves, the described clip with its frames, step timings
