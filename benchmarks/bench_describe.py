@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                             "merge_clips": args.merge_clips, "emotions": list(emotions or []),
                             "llm": ({"base_url": args.llm_base_url, "model": args.llm_model}
                                     if args.llm_base_url
-                                    else "packaged SmolLM2-135M-Instruct (local)"),
+                                    else "packaged SmolLM2-135M-Instruct, local"),
                             "model": args.model, "grouping": "lexical",
                             "metric": "2024 set metric Avg"}}
     print(f"CPU: {results['machine']['cpu']} ({os.cpu_count()} logical cores)")

@@ -148,17 +148,25 @@ def render_pending_block() -> str:
         README_END])
 
 
-def replace_readme_block(readme: str, block: str) -> str:
-    """``readme`` with its demo block replaced by ``block`` (the markers must be there)."""
-    start, end = readme.find(README_START), readme.find(README_END)
-    if start < 0 or end < start:
-        raise ValueError(f"the README has no demo block ({README_START} ... {README_END})")
-    return readme[:start] + block + readme[end + len(README_END):]
+def _block_name(start: str) -> str:
+    """``demo`` for the marker ``<!-- demo-table:start ... -->``."""
+    return start.removeprefix("<!-- ").split(":start")[0].removesuffix("-table")
 
 
-def readme_block(readme: str) -> str | None:
-    """The demo block of ``readme`` (markers included), or None when it has none."""
-    start, end = readme.find(README_START), readme.find(README_END)
-    if start < 0 or end < start:
+def replace_readme_block(readme: str, block: str, start: str = README_START,
+                         end: str = README_END) -> str:
+    """``readme`` with its generated block between the markers ``start`` and ``end`` (by
+    default the demo's) replaced by ``block`` (the markers must be there)."""
+    first, last = readme.find(start), readme.find(end)
+    if first < 0 or last < first:
+        raise ValueError(f"the README has no {_block_name(start)} block ({start} ... {end})")
+    return readme[:first] + block + readme[last + len(end):]
+
+
+def readme_block(readme: str, start: str = README_START, end: str = README_END) -> str | None:
+    """The generated block of ``readme`` between ``start`` and ``end`` (by default the
+    demo's; markers included), or None when it has none."""
+    first, last = readme.find(start), readme.find(end)
+    if first < 0 or last < first:
         return None
-    return readme[start:end + len(README_END)]
+    return readme[first:last + len(end)]
