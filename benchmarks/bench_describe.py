@@ -103,9 +103,9 @@ def time_ten_second_clip(work: Path, llm) -> dict:
 
     path = ten_second_clip(work / "ten_seconds.mp4")
     describer = ZeroShotDescriber(llm, transcript_cache=TranscriptCache(
-        tempfile.mkdtemp(prefix="bench-describe-ten-")))
+        tempfile.mkdtemp(prefix="transcripts-", dir=work)))
     first = describer.describe(path)
-    describer._transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="bench-describe-ten-"))
+    describer._transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="transcripts-", dir=work))
     again = describer.describe(path)
     return {"duration": probe(path).duration, "first_call": first.seconds,
             "steady": again.seconds, "steps": again.extra["timings"],
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # a fresh transcript cache: the ASR time is measured, not read back
     describer = ZeroShotDescriber(llm, transcript_cache=TranscriptCache(
-        tempfile.mkdtemp(prefix="bench-describe-transcripts-")))
+        tempfile.mkdtemp(prefix="transcripts-", dir=work)))
     val_rows = read_clips(describer, val)
     test_rows = read_clips(describer, test)
     lexicon = LexiconExtractor()
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 chosen.append(by_cue[cue].pop(0))
     describer.weights = selected  # the merged clips use the weights chosen on validation
     # a fresh transcript cache: the merged clips' time per clip includes their ASR
-    describer._transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="bench-describe-merge-"))
+    describer._transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="transcripts-", dir=work))
     for r, row in chosen:
         result = describer.describe(r["sample"].video)
         said = result.extra["merge"]["llm_labels"] or lexicon.extract(result.description)
