@@ -35,6 +35,8 @@ ANNOTATION_SETTINGS = DATA_SETTINGS + ("annotate_backend", "annotate_max_tokens"
                                        "annotate_filter")
 
 
+#: settings that change no step's result (machine use, or only which steps run)
+UNHASHED_SETTINGS = ("workers", "device", "seeds", "modalities", "modality_seeds")
 #: what the stages train the LLM to write (:attr:`DemoConfig.targets`)
 TARGETS = ("descriptions", "label-first", "labels")
 
@@ -116,11 +118,11 @@ class DemoConfig:
     stage2_warmup_steps: int | None = None
     device: str = "auto"
 
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     val_fraction: float = 0.2
     select_on: str = "val"
-    modalities: bool = True
-    modality_seeds: int = 1
+    modalities: bool = False
+    modality_seeds: int = 3
 
     eval_max_new_tokens: int = 14
     eval_batch_size: int = 32
@@ -189,10 +191,11 @@ class DemoConfig:
 
     def fingerprint(self, keys: tuple[str, ...] | None = None) -> str:
         """Names a work folder: a hash of the settings (``keys``, default all) that change
-        what the steps compute (the seeds name the steps instead: a run with more seeds
-        reuses the finished ones)."""
+        what the steps compute. The seeds and the modality ablation's switches only choose
+        which steps run (each has its own name): a run with more seeds or the ablation
+        added reuses the finished steps."""
         data = {k: v for k, v in self.to_dict().items()
-                if k not in ("workers", "device", "seeds") and (keys is None or k in keys)}
+                if k not in UNHASHED_SETTINGS and (keys is None or k in keys)}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     @classmethod
