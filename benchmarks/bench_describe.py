@@ -20,14 +20,23 @@ Avg (lexical grouping, x100) of:
 and the time per clip of each step (decode, ASR, faces, clues, merge) with the CPU model.
 
     python benchmarks/bench_describe.py                        # ~5 min on 2 CPU cores
-    python benchmarks/bench_describe.py --val 2 --test 2 --merge-clips 8
+    python benchmarks/bench_describe.py --val 2 --test 2 --merge-clips 8 \
+        --model runs/demo-<time>/model --out benchmarks/results/describe-cpu.json
     python benchmarks/bench_describe.py --llm-base-url http://127.0.0.1:8000/v1 --llm-model M
+    python benchmarks/bench_describe.py --emotions happy,sad --merge-clips 2 --out /tmp/d.json
+                                                               # a smoke run (~1 min)
+
+``--out FILE`` writes the results (schema :data:`RESULTS_SCHEMA`): the machine, the
+settings, per system the Avg per cue over the test clips (fractions; ``summary``), the
+same on the merged clips (``merged_summary``), the mean seconds per step per clip, the
+10 s clip's timing, the selected weights and every test clip's predictions;
+``scripts/readme_describe_table.py`` renders the README's describe block from it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
 import tempfile
 import time
@@ -35,15 +44,27 @@ from pathlib import Path
 
 from affectgpt.machine import cpu_info
 
+#: bump when the results file changes shape
+RESULTS_SCHEMA = 1
+CUES = ("video", "audio", "text", "all")
+#: systems scored on every test clip, and those scored on the merged clips only
+CLUE_SYSTEMS = ("subtitle lexicon", "face only", "text only", "prosody only", "fused (default)",
+                "fused (selected)")
+MERGE_SYSTEMS = ("merge (LLM description)", "zero-shot describe (final labels)")
+TRAINED = "trained model"
+STEPS = ("decode", "asr", "faces", "clues")
 
-def make_clips(root: Path, per_cue: int, cues: tuple[str, ...], seed: int, prefix: str):
+
+def make_clips(root: Path, per_cue: int, cues: tuple[str, ...], seed: int, prefix: str,
+               emotions: tuple[str, ...] | None = None):
     from affectgpt.data.synthetic import DEFAULT_EMOTIONS, make_synthetic
 
+    emotions = emotions or DEFAULT_EMOTIONS
     samples = []
     for cue in cues:
-        samples += make_synthetic(root / cue, per_cue * len(DEFAULT_EMOTIONS), cue=cue,
-                                  seed=seed, duration=(3.0, 5.0), size=224, fps=10,
-                                  prefix=f"{prefix}{cue}_", workers=1, progress=False)
+        samples += make_synthetic(root / cue, per_cue * len(emotions), cue=cue,
+                                  emotions=emotions, seed=seed, duration=(3.0, 5.0), size=224,
+                                  fps=10, prefix=f"{prefix}{cue}_", workers=1, progress=False)
     return samples
 
 
@@ -82,9 +103,9 @@ def time_ten_second_clip(work: Path, llm) -> dict:
 
     path = ten_second_clip(work / "ten_seconds.mp4")
     describer = ZeroShotDescriber(llm, transcript_cache=TranscriptCache(
-        tempfile.mkdtemp(prefix="bench-describe-ten-")))
+        tempfile.mkdtemp(prefix="transcripts-", dir=work)))
     first = describer.describe(path)
-    describer._transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="bench-describe-ten-"))
+    describer._transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="transcripts-", dir=work))
     again = describer.describe(path)
     return {"duration": probe(path).duration, "first_call": first.seconds,
             "steady": again.seconds, "steps": again.extra["timings"],
@@ -148,7 +169,48 @@ def table(rows, systems, cues) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def cue_scores(rows, system: str, cues=CUES) -> dict:
+    """Avg (a fraction) of ``system`` per cue and over all the ``rows`` that scored it:
+    ``{"cues": {cue: {"avg", "clips"}}, "avg", "clips"}``."""
+    per_cue, values = {}, []
+    for cue in cues:
+        scores = [r["scores"][system] for r in rows if r["cue"] == cue and system in r["scores"]]
+        if scores:
+            per_cue[cue] = {"avg": round(statistics.mean(scores), 6), "clips": len(scores)}
+        values += scores
+    return {"cues": per_cue, "avg": round(statistics.mean(values), 6) if values else None,
+            "clips": len(values)}
+
+
+def summarise(rows, systems, cues=CUES) -> dict[str, dict]:
+    """:func:`cue_scores` of each of ``systems`` that scored at least one of ``rows``."""
+    return {s: cue_scores(rows, s, cues) for s in systems
+            if any(s in r["scores"] for r in rows)}
+
+
+def mean_steps(timings, steps) -> dict[str, float]:
+    """Mean seconds per clip of each of ``steps`` over ``timings`` (one dict per clip)."""
+    return {s: round(statistics.mean(t.get(s, 0.0) for t in timings), 3) for s in steps} \
+        if timings else {}
+
+
+def machine() -> dict:
+    """The CPU (model, vector extensions, usable cores), logical cores and load average."""
+    return {**cpu_info(), "logical_cores": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]
+            if hasattr(os, "getloadavg") else None}
+
+
+def write_results(path: str | Path, results: dict) -> Path:
+    """``results`` as JSON at ``path`` (atomically; its folder is made)."""
+    from affectgpt.io import write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_json(path, results, indent=1)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--val", type=int, default=1, help="validation clips per emotion and cue")
     parser.add_argument("--test", type=int, default=1, help="test clips per emotion and cue")
@@ -158,17 +220,34 @@ def main() -> int:
     parser.add_argument("--llm-model", default="default")
     parser.add_argument("--model", help="also score a trained AffectGPT model folder")
     parser.add_argument("--work", help="folder for the clips (default: a temporary one)")
-    parser.add_argument("--json", help="write every number here")
+    parser.add_argument("--emotions",
+                        help="comma-separated emotions of the synthetic clips (default: all "
+                             "seven; two make a quick smoke run)")
+    parser.add_argument("--out", "--json", dest="out",
+                        help="write the results here (e.g. benchmarks/results/describe-cpu.json)")
     parser.add_argument("--ten-second-only", action="store_true",
                         help="only time the description of one 10 s clip")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    emotions = tuple(e.strip() for e in args.emotions.split(",") if e.strip()) \
+        if args.emotions else None
 
     from affectgpt.clues.fusion import DEFAULT_WEIGHTS, fuse, select_weights
     from affectgpt.clues.labels import EMOTIONS
     from affectgpt.eval.lexicon import LexiconExtractor
     from affectgpt.inference import ZeroShotDescriber
 
-    print(f"CPU: {cpu_info()['cpu']} ({__import__('os').cpu_count()} logical cores)")
+    wall = time.perf_counter()
+    results = {"benchmark": "describe", "schema": RESULTS_SCHEMA, "complete": False,
+               "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+               "settings": {"val_per_emotion_and_cue": args.val,
+                            "test_per_emotion_and_cue": args.test,
+                            "merge_clips": args.merge_clips, "emotions": list(emotions or []),
+                            "llm": ({"base_url": args.llm_base_url, "model": args.llm_model}
+                                    if args.llm_base_url
+                                    else "packaged SmolLM2-135M-Instruct, local"),
+                            "model": args.model, "grouping": "lexical",
+                            "metric": "2024 set metric Avg"}}
+    print(f"CPU: {results['machine']['cpu']} ({os.cpu_count()} logical cores)")
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-describe-"))
     work.mkdir(parents=True, exist_ok=True)
     llm = None
@@ -182,11 +261,14 @@ def main() -> int:
           + ", ".join(f"{k} {v:.2f}" for k, v in ten["steps"].items())
           + f"; labels {ten['labels']}")
     print(f"  transcript: {ten['transcript']}\n  description: {ten['description']}")
+    results["ten_second_clip"] = ten
     if args.ten_second_only:
+        if args.out:
+            write_results(args.out, results)
         return 0
     started = time.perf_counter()
-    val = make_clips(work / "val", args.val, ("video", "audio", "text"), 101, "val_")
-    test = make_clips(work / "test", args.test, ("video", "audio", "text", "all"), 202, "test_")
+    val = make_clips(work / "val", args.val, ("video", "audio", "text"), 101, "val_", emotions)
+    test = make_clips(work / "test", args.test, CUES, 202, "test_", emotions)
     print(f"clips: {len(val)} validation, {len(test)} test ({time.perf_counter() - started:.0f} s"
           f" to make) in {work}")
 
@@ -194,7 +276,7 @@ def main() -> int:
 
     # a fresh transcript cache: the ASR time is measured, not read back
     describer = ZeroShotDescriber(llm, transcript_cache=TranscriptCache(
-        tempfile.mkdtemp(prefix="bench-describe-transcripts-")))
+        tempfile.mkdtemp(prefix="transcripts-", dir=work)))
     val_rows = read_clips(describer, val)
     test_rows = read_clips(describer, test)
     lexicon = LexiconExtractor()
@@ -245,6 +327,8 @@ def main() -> int:
             if by_cue[cue] and len(chosen) < args.merge_clips:
                 chosen.append(by_cue[cue].pop(0))
     describer.weights = selected  # the merged clips use the weights chosen on validation
+    # a fresh transcript cache: the merged clips' time per clip includes their ASR
+    describer._transcript_cache = TranscriptCache(tempfile.mkdtemp(prefix="transcripts-", dir=work))
     for r, row in chosen:
         result = describer.describe(r["sample"].video)
         said = result.extra["merge"]["llm_labels"] or lexicon.extract(result.description)
@@ -259,7 +343,8 @@ def main() -> int:
         trained = Describer.from_pretrained(args.model)
         for r, row in zip(test_rows, rows):
             out = trained.describe(r["sample"].video, r["result"].subtitle)
-            row["preds"]["trained model"] = list(out.labels)
+            row["preds"][TRAINED] = list(out.labels)
+            row["trained_seconds"] = out.seconds
 
     union = {row["name"]: [lab for labels in row["preds"].values() for lab in labels]
              for row in rows}
@@ -267,15 +352,12 @@ def main() -> int:
     for row in rows:
         row["scores"] = {k: scorer(row["name"], v) for k, v in row["preds"].items()}
 
-    cues = ("video", "audio", "text", "all")
-    systems = ["subtitle lexicon", "face only", "text only", "prosody only", "fused (default)",
-               "fused (selected)", "merge (LLM description)", "zero-shot describe (final labels)"]
-    if args.model:
-        systems.append("trained model")
+    cues = CUES
+    systems = [*CLUE_SYSTEMS, *MERGE_SYSTEMS] + ([TRAINED] if args.model else [])
     print(f"\nTest clips ({len(rows)}; set-metric Avg x100, lexical grouping; the merge rows "
           f"on {len(chosen)} clips):")
     print(table(rows, systems, cues))
-    steps = ("decode", "asr", "faces", "clues")
+    steps = STEPS
     print("\nSeconds per clip (mean over the test clips, clues only):",
           ", ".join(f"{s} {statistics.mean(r['timings'].get(s, 0) for r in rows):.2f}"
                     for s in steps))
@@ -285,14 +367,29 @@ def main() -> int:
                         for s in (*steps, "merge", "total")))
     asr_ok = sum(1 for r in rows if r["transcript"].strip())
     print(f"transcripts: {asr_ok}/{len(rows)} clips had speech transcribed")
-    if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"cpu": cpu_info()["cpu"], "ten_second_clip": ten, "selected": selected.to_dict(), "unconstrained": free.to_dict(),
-             "val_readings": [{"name": r["sample"].name, "gold": list(r["sample"].labels),
-                               "clues": r["result"].extra["clues"]} for r in val_rows],
-             "rows": rows,
-             "merged_timings": merged_timings,
-             "grid_top": sorted(grid, key=lambda g: -g["score"])[:10]}, indent=1, default=str))
+    merged_names = {row["name"] for _, row in chosen}
+    results.update(
+        complete=True,
+        clips={"validation": len(val), "test": len(rows), "merged": len(chosen),
+               "test_per_cue": {c: sum(r["cue"] == c for r in rows) for c in cues}},
+        systems=systems,
+        summary=summarise(rows, [*CLUE_SYSTEMS, *([TRAINED] if args.model else [])], cues),
+        merged_summary=summarise([r for r in rows if r["name"] in merged_names], systems, cues),
+        seconds_per_clip={
+            "clues": mean_steps([r["timings"] for r in rows], steps),
+            "merged": mean_steps(merged_timings, (*steps, "merge", "total")),
+            "trained_model": round(statistics.mean(r["trained_seconds"] for r in rows), 3)
+            if args.model else None},
+        transcribed=asr_ok,
+        selected=selected.to_dict(), unconstrained=free.to_dict(),
+        default_weights=DEFAULT_WEIGHTS.to_dict(),
+        rows=rows, merged_timings=merged_timings,
+        grid_top=sorted(grid, key=lambda g: -g["score"])[:10],
+        val_readings=[{"name": r["sample"].name, "gold": list(r["sample"].labels),
+                       "clues": r["result"].extra["clues"]} for r in val_rows],
+        wall_seconds=round(time.perf_counter() - wall, 1))
+    if args.out:
+        print(f"results -> {write_results(args.out, results)}")
     return 0
 
 

@@ -191,6 +191,9 @@ def test_settings_overrides_and_errors(tmp_path, capsys):
     assert (cfg.fine, cfg.annotate, cfg.overrides, cfg.lr) == (40, False, ["video.layers=1"], 1e-3)
     assert cfg.fingerprint() != DemoConfig().fingerprint()
     assert DemoConfig().override(["workers=1"]).fingerprint() == DemoConfig().fingerprint()
+    # adding seeds or the modality ablation reuses the finished steps of the same settings
+    for more in (["seeds=[0, 1, 2, 3]"], ["modalities=true", "modality_seeds=2"]):
+        assert DemoConfig().override(more).fingerprint() == DemoConfig().fingerprint()
     yaml_file = tmp_path / "demo.yaml"
     yaml_file.write_text("coarse: 30\nstage2_epochs: 2\n")
     assert load_demo_config(yaml_file).coarse == 30

@@ -116,6 +116,8 @@ def test_rl_step_runs_after_stage2_and_reuses_every_other_step(rl_run):
     assert all(t["cpu_seconds"] > 0 for t in summary["timings"] if t["name"] in
                _rl_steps(cfg))
     assert summary["profile"]["rl_train_s"] > 0
+    assert summary["optional_steps_seconds"]["rl"] == pytest.approx(sum(
+        t["seconds"] for t in summary["timings"] if t["name"] in _rl_steps(cfg)), abs=0.1)
     html = (report_dir / "report.html").read_text()
     md = (report_dir / "report.md").read_text()
     for text in (RL_SYSTEM, "RL after stage 1 + 2 above stage 1 + 2", "EW score on test"):
@@ -142,6 +144,7 @@ def test_rl_off_leaves_the_results_unchanged(demo_run):
     assert RL_SYSTEM not in [s["name"] for s in summary["systems"]]
     assert not any(RL_SYSTEM in (f["left"], f["right"]) for f in summary["findings"])
     assert not any(t["name"].startswith("stage2-rl") for t in summary["timings"])
+    assert "rl" not in summary["optional_steps_seconds"]
     assert RL_SYSTEM not in (report_dir / "report.html").read_text()
 
 

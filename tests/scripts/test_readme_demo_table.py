@@ -95,6 +95,14 @@ def test_check_fails_when_the_readme_and_the_file_disagree(tmp_path):
     assert "| stage 1 + stage 2 | 32.0 ± 1.6 | 32.0 ± 1.6 | 32.0 ± 1.6 |" in text
     assert "| text only | 5.0 ± 0.0 |" in text and "Test CPU, 2 cores, avx2 fma" in text
     assert "holds: A+V+T above A+T" in text
+    assert "steps 10.0 min; seeds 0, 1, 2" in text
+    # optional steps are timed apart from what the defaults run
+    timed = dict(_results(per_seed), optional_steps_seconds={"modalities": 240.0})
+    results_file.write_text(json.dumps(timed))
+    assert script.main([*args, "--check"]) == 1 and script.main(args) == 0
+    assert ("steps 10.0 min (the defaults 6.0 min; modalities=true 4.0 min); seeds"
+            in readme.read_text())
+    readme.write_text(text)
     readme.write_text(text.replace("32.0 ± 1.6", "33.0 ± 1.6", 1))  # a hand-edited number
     assert script.main([*args, "--check"]) == 1
     with pytest.raises(ValueError, match="no demo block"):

@@ -42,6 +42,8 @@ RL_SETTINGS = ("rl", "rl_epochs", "rl_lr", "rl_batch_size", "rl_group_size",
                "rl_length_target", "rl_wheel_dir")
 
 
+#: settings that change no step's result (machine use, or only which steps run)
+UNHASHED_SETTINGS = ("workers", "device", "seeds", "modalities", "modality_seeds")
 #: what the stages train the LLM to write (:attr:`DemoConfig.targets`)
 TARGETS = ("descriptions", "label-first", "labels")
 
@@ -137,11 +139,11 @@ class DemoConfig:
     stage2_warmup_steps: int | None = None
     device: str = "auto"
 
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     val_fraction: float = 0.2
     select_on: str = "val"
-    modalities: bool = True
-    modality_seeds: int = 1
+    modalities: bool = False
+    modality_seeds: int = 3
 
     eval_max_new_tokens: int = 14
     eval_batch_size: int = 32
@@ -266,10 +268,12 @@ class DemoConfig:
 
     def fingerprint(self, keys: tuple[str, ...] | None = None) -> str:
         """Names a work folder: a hash of the settings (``keys``, default all but the RL
-        ones, :data:`RL_SETTINGS`) that change what the steps compute (the seeds name the
-        steps instead: a run with more seeds reuses the finished ones)."""
+        ones, :data:`RL_SETTINGS`, which name the RL steps' own folder) that change what the
+        steps compute. The seeds and the modality ablation's switches only choose which
+        steps run (each has its own name): a run with more seeds, the ablation or the RL
+        step added reuses the finished steps."""
         data = {k: v for k, v in self.to_dict().items()
-                if k not in ("workers", "device", "seeds")
+                if k not in UNHASHED_SETTINGS
                 and (k in keys if keys is not None else k not in RL_SETTINGS)}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 

@@ -122,6 +122,18 @@ def render_table(results: Mapping[str, Any], block: str = "systems") -> str:
     return "\n".join(lines)
 
 
+def _steps_minutes(results: Mapping[str, Any]) -> str:
+    """``"18.2 min"``, or with optional steps ``"18.2 min (the defaults 12.1 min; modalities=true
+    6.1 min)"``."""
+    total = results["steps_seconds"]
+    optional = results.get("optional_steps_seconds") or {}
+    if not optional:
+        return f"{total / 60:.1f} min"
+    parts = [f"{setting}=true {seconds / 60:.1f} min" for setting, seconds in optional.items()]
+    return (f"{total / 60:.1f} min (the defaults {(total - sum(optional.values())) / 60:.1f} "
+            f"min; {'; '.join(parts)})")
+
+
 def render_readme_block(results: Mapping[str, Any]) -> str:
     """The README's demo results (between :data:`README_START` and :data:`README_END`):
     where the numbers come from, the two tables and the findings, all from the file."""
@@ -131,7 +143,7 @@ def render_readme_block(results: Mapping[str, Any]) -> str:
         README_START,
         f"From `benchmarks/results/demo-cpu.json` ({results['created']}, "
         f"{machine['cpu']}, {machine['cores']} cores, {machine['vector_extensions']}): "
-        f"steps {results['steps_seconds'] / 60:.1f} min; seeds {seeds}; "
+        f"steps {_steps_minutes(results)}; seeds {seeds}; "
         f"{results['test_clips']} test clips; checkpoints: {results['selection']}; "
         "2024 set metric x100, mean ± std (population) over the seeds; the cue columns are "
         "the Avg on the test clips whose emotion only that modality carries (or all three).",
@@ -163,17 +175,25 @@ def render_pending_block() -> str:
         README_END])
 
 
-def replace_readme_block(readme: str, block: str) -> str:
-    """``readme`` with its demo block replaced by ``block`` (the markers must be there)."""
-    start, end = readme.find(README_START), readme.find(README_END)
-    if start < 0 or end < start:
-        raise ValueError(f"the README has no demo block ({README_START} ... {README_END})")
-    return readme[:start] + block + readme[end + len(README_END):]
+def _block_name(start: str) -> str:
+    """``demo`` for the marker ``<!-- demo-table:start ... -->``."""
+    return start.removeprefix("<!-- ").split(":start")[0].removesuffix("-table")
 
 
-def readme_block(readme: str) -> str | None:
-    """The demo block of ``readme`` (markers included), or None when it has none."""
-    start, end = readme.find(README_START), readme.find(README_END)
-    if start < 0 or end < start:
+def replace_readme_block(readme: str, block: str, start: str = README_START,
+                         end: str = README_END) -> str:
+    """``readme`` with its generated block between the markers ``start`` and ``end`` (by
+    default the demo's) replaced by ``block`` (the markers must be there)."""
+    first, last = readme.find(start), readme.find(end)
+    if first < 0 or last < first:
+        raise ValueError(f"the README has no {_block_name(start)} block ({start} ... {end})")
+    return readme[:first] + block + readme[last + len(end):]
+
+
+def readme_block(readme: str, start: str = README_START, end: str = README_END) -> str | None:
+    """The generated block of ``readme`` between ``start`` and ``end`` (by default the
+    demo's; markers included), or None when it has none."""
+    first, last = readme.find(start), readme.find(end)
+    if first < 0 or last < first:
         return None
-    return readme[start:end + len(README_END)]
+    return readme[first:last + len(end)]
