@@ -245,7 +245,8 @@ class DemoConfig:
         two emotions, the tiny random LLM (byte tokenizer) with LoRA on the real encoders,
         trained to answer with the primary label alone (``targets="labels"``: a random
         64-wide LLM learns to spell label words in a few dozen steps, not descriptions),
-        two seeds, annotation in-process (scored, not trained on).
+        two seeds (the modality ablation on the first), annotation in-process (scored, not
+        trained on).
 
         Sized so that training visibly works: every seed's two-stage model answers with
         label words and scores well above the untrained one (which writes random bytes);
@@ -260,7 +261,7 @@ class DemoConfig:
                    stage1_epochs=4, stage2_epochs=6, batch_size=2, lr=1e-2, min_lr=1e-3,
                    warmup_steps=0, stage2_lr=None, stage2_min_lr=None, val_fraction=0.3,
                    eval_max_new_tokens=8, eval_batch_size=4, describe_max_new_tokens=8,
-                   seeds=[0, 1])
+                   seeds=[0, 1], modalities=True, modality_seeds=1)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
