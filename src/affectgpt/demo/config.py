@@ -151,7 +151,7 @@ class DemoConfig:
 
     rl: bool = False
     rl_epochs: int = 2
-    rl_lr: float = 2e-5
+    rl_lr: float = 1e-4
     rl_batch_size: int = 2
     rl_group_size: int = 4
     rl_max_new_tokens: int | None = None
