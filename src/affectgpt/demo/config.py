@@ -54,8 +54,8 @@ class DemoConfigError(ConfigError):
 
 @dataclass
 class DemoConfig:
-    """Everything the demo does, with defaults sized for a 2-core CPU (about 13 minutes on
-    a quiet AVX-512 Xeon, estimated from measured per-step costs; docs/demo-tuning.md).
+    """Everything the demo does, with defaults sized for a 2-core CPU (11 minutes on a
+    quiet AVX-512 Xeon, measured: benchmarks/results/demo-cpu.json; docs/demo-tuning.md).
 
     Corpus
         ``coarse`` synthetic clips for stage 1 (annotated by the pipeline when
