@@ -63,10 +63,10 @@ SYSTEMS = (
     ("stage 1 + stage 2", "stage2", "stage 2 initialised from stage 1's validation-selected "
      "checkpoint (the paper's recipe)"),
 )
-#: the modality ablation (Table 1 / Figure 5 in miniature): the stage-2 recipe with
 #: the steps that only an optional setting runs (setting -> step-name prefix): the
 #: results file times them apart from what the defaults run
 OPTIONAL_STEPS = {"modalities": "stage2-only-no-", "rl": "stage2-rl-"}
+#: the modality ablation (Table 1 / Figure 5 in miniature): the stage-2 recipe with
 #: modalities withheld in training and testing
 MODALITY_SYSTEMS = (
     ("A+V+T", "stage2-only", "audio, video and subtitle (= stage 2 only)"),
