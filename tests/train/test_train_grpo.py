@@ -149,7 +149,7 @@ def test_completion_logprobs_match_teacher_forced_forward():
     mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in encoded])
     logp, touch = completion_logprobs(policy, batch, ids, mask)
     # the same tokens as supervised targets (right-padded prompts, full logits)
-    out = policy(dict(batch, target=texts))
+    out = policy(dict(batch, target=texts), return_logits=True)
     for i, e in enumerate(encoded):
         positions = (out.labels[i] != -100).nonzero().squeeze(1)[: len(e)]
         expected = out.logits[i, positions - 1].log_softmax(-1)[torch.arange(len(e)),
