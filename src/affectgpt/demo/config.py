@@ -40,8 +40,6 @@ ANNOTATION_SETTINGS = DATA_SETTINGS + ("annotate_backend", "annotate_max_tokens"
 RL_SETTINGS = ("rl", "rl_epochs", "rl_lr", "rl_batch_size", "rl_group_size",
                "rl_max_new_tokens", "rl_temperature", "rl_kl_coef", "rl_reward",
                "rl_length_target", "rl_wheel_dir")
-
-
 #: settings that change no step's result (machine use, or only which steps run)
 UNHASHED_SETTINGS = ("workers", "device", "seeds", "modalities", "modality_seeds")
 #: what the stages train the LLM to write (:attr:`DemoConfig.targets`)
@@ -89,9 +87,10 @@ class DemoConfig:
         from stage 1's validation-selected export. Every trained system runs once per
         training seed in ``seeds``; the test split is scored at the selected checkpoint
         only, and the tables show mean ± std (population) over the seeds.
-        ``modalities``: the modality ablation (the stage-2 recipe with video or audio
-        withheld; Table 1 / Figure 5 in miniature), run on the first ``modality_seeds``
-        seeds (its rows are compared on those seeds only).
+        ``modalities`` (off by default: six more stage-2 runs): the modality ablation (the
+        stage-2 recipe with video or audio withheld; Table 1 / Figure 5 in miniature), run
+        on the first ``modality_seeds`` seeds (its rows are compared on those seeds only).
+        Adding seeds or the ablation to a finished run reuses its steps.
     Reinforcement learning (optional, off: it does not fit the CPU time budget)
         ``rl``: after each seed's stage 1 + 2, GRPO (:func:`affectgpt.train.rl_stage.rl_stage`)
         from its validation-selected export on the same fine train split, the checkpoint
