@@ -282,6 +282,31 @@ def export_selected(net, out_dir: Path) -> tuple[Path, Path]:
     return net.save_pretrained(out_dir / "model"), source
 
 
+def fit_and_export(trainer, net, out_dir: Path, *, evaluator: StageEvaluator | None, resume,
+                   dist_info: tdist.DistInfo, timings: dict[str, float], started_at: float
+                   ) -> tuple[dict[str, Any], Path, Path] | None:
+    """Train (``trainer.fit``), then on rank 0 export the selected checkpoint
+    (:func:`export_selected`); ``timings`` gains ``train_s``, ``eval_s`` (the time spent in
+    ``evaluator``, the trainer's), ``export_s`` and ``total_s`` (since ``started_at``).
+    Returns ``(fit summary, model folder, exported checkpoint)``, or None on the other
+    ranks."""
+    started = time.perf_counter()
+    try:
+        summary = trainer.fit(resume=resume)
+    finally:
+        trainer.close()
+    timings["train_s"] = round(time.perf_counter() - started, 3)
+    if evaluator is not None:
+        timings["eval_s"] = round(sum(evaluator.seconds), 3)
+    if not dist_info.is_main:
+        return None
+    started = time.perf_counter()
+    model_dir, source = export_selected(net, out_dir)
+    timings["export_s"] = round(time.perf_counter() - started, 3)
+    timings["total_s"] = round(time.perf_counter() - started_at, 3)
+    return summary, model_dir, source
+
+
 def best_and_last_eval(trainer) -> tuple[dict | None, dict | None]:
     """The evaluation records of the selected (best) checkpoint and of the last epoch."""
     last_eval = trainer.eval_history[-1] if trainer.eval_history else None
@@ -442,24 +467,13 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
                                progress=cfg.progress, val_samples=val_samples,
                                val_sources=inputs)
 
-    # 3. training
-    started = time.perf_counter()
+    # 3. training, 4. export (rank 0)
     trainer = Trainer(net, dataset, collate_batch, cfg, eval_fn=evaluator)
-    try:
-        summary = trainer.fit(resume=resume)
-    finally:
-        trainer.close()
-    timings["train_s"] = round(time.perf_counter() - started, 3)
-    if evaluator is not None:
-        timings["eval_s"] = round(sum(evaluator.seconds), 3)
-
-    # 4. export (rank 0)
-    if not dist_info.is_main:
+    fitted = fit_and_export(trainer, net, out_dir, evaluator=evaluator, resume=resume,
+                            dist_info=dist_info, timings=timings, started_at=t0)
+    if fitted is None:
         return StageResult(out_dir, out_dir / "model", out_dir / "results.json", {})
-    started = time.perf_counter()
-    model_dir, source = export_selected(net, out_dir)
-    timings["export_s"] = round(time.perf_counter() - started, 3)
-    timings["total_s"] = round(time.perf_counter() - t0, 3)
+    summary, model_dir, source = fitted
 
     best_eval, last_eval = best_and_last_eval(trainer)
     selected_eval = best_eval if best_eval is not None else last_eval

@@ -77,8 +77,8 @@ from affectgpt.train.pipeline import (
     StageResult,
     best_and_last_eval,
     check_media,
-    export_selected,
     finite_json,
+    fit_and_export,
     load_stage_inputs,
     resolve_init,
     stage_device,
@@ -332,25 +332,14 @@ def _rl_stage(config: ModelConfig, *, spec, overrides: Sequence[str], train: Tra
                                  progress=cfg.progress, wheel_dir=wheel_dir)
     extractor = llm_extractor(client) if extraction == "llm" else extraction
 
-    # training
-    started = time.perf_counter()
+    # training, export (rank 0)
     trainer = GRPOTrainer(net, dataset, reward, cfg=cfg, grpo=grpo, collate_fn=collate_batch,
                           extractor=extractor, eval_fn=evaluator)
-    try:
-        summary = trainer.fit(resume=resume)
-    finally:
-        trainer.close()
-    timings["train_s"] = round(time.perf_counter() - started, 3)
-    if evaluator is not None:
-        timings["eval_s"] = round(sum(evaluator.seconds), 3)
-
-    # export (rank 0)
-    if not dist_info.is_main:
+    fitted = fit_and_export(trainer, net, out_dir, evaluator=evaluator, resume=resume,
+                            dist_info=dist_info, timings=timings, started_at=t0)
+    if fitted is None:
         return StageResult(out_dir, out_dir / "model", out_dir / "results.json", {})
-    started = time.perf_counter()
-    model_dir, source = export_selected(net, out_dir)
-    timings["export_s"] = round(time.perf_counter() - started, 3)
-    timings["total_s"] = round(time.perf_counter() - t0, 3)
+    summary, model_dir, source = fitted
 
     records = read_jsonl(out_dir / "train_log.jsonl")
     best_eval, last_eval = best_and_last_eval(trainer)
