@@ -10,8 +10,8 @@
 The frozen encoders run outside (a feature cache or live); this module never sees media.
 Only the adapters (and LoRA adapters when configured) have ``requires_grad``; the LLM
 stays in eval mode whatever :meth:`AffectGPT.train` is told, unless it carries LoRA
-adapters (then it follows, so LoRA dropout applies). :meth:`AffectGPT.describe` goes from
-a media file to a description, running the frozen encoders the config names.
+adapters (then it follows, so LoRA dropout applies). :class:`affectgpt.inference.Describer`
+goes from a media file to a description, running the frozen encoders the config names.
 
 A batch is a dict::
 

@@ -12,9 +12,10 @@ dropped for a clip without audio, the video sentence for one without video)::
 ``wording="short"`` keeps the layout and the tags but drops the prose around them
 (``Audio: <Audio>...</Audio>. Video: <Video>...</Video>. Subtitle: <Subtitle>...
 </Subtitle>. {question}``): 31 instead of 99 template tokens with SmolLM2's tokenizer,
-which makes a CPU training step of the ``small`` preset about 30% cheaper.
+which makes a CPU training step of the ``small`` preset about 30% cheaper (on the demo's
+validation split it learned worse in three epochs: docs/demo-tuning.md).
 
-is wrapped as ``###Human: {user} ###Assistant: `` (``vicuna-v0``, preceded by BOS) or by
+The user turn is wrapped as ``###Human: {user} ###Assistant: `` (``vicuna-v0``, preceded by BOS) or by
 the tokenizer's chat template (``chat-template``). The answer is ``{target}{stop}``
 (``###`` or the template's end-of-turn token); only the answer tokens are labelled, every
 other label is -100.
