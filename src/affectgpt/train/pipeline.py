@@ -317,6 +317,21 @@ def best_and_last_eval(trainer) -> tuple[dict | None, dict | None]:
     return best_eval, last_eval
 
 
+def scores_block(best_eval: dict | None, last_eval: dict | None, selection: str,
+                 curves: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage's ``results.json`` ``scores``: the selected checkpoint's scores (the best,
+    else the last epoch's) labelled ``selection``, the best and the last, and ``curves``."""
+    selected_eval = best_eval if best_eval is not None else last_eval
+    return {"selected": selected_eval["scores"] if selected_eval else None,
+            "selected_epoch": selected_eval["epoch"] if selected_eval else None,
+            "selection": selection,
+            "best": best_eval["scores"] if best_eval else None,
+            "best_epoch": best_eval["epoch"] if best_eval else None,
+            "last": last_eval["scores"] if last_eval else None,
+            "last_epoch": last_eval["epoch"] if last_eval else None,
+            "curves": curves}
+
+
 def check_media(report: Mapping[str, Any], samples: list[Sample],
                  settings: FeatureSettings, what: str) -> tuple[list[Sample], dict[str, str]]:
     bad: dict[str, str] = {}
@@ -476,10 +491,11 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
     summary, model_dir, source = fitted
 
     best_eval, last_eval = best_and_last_eval(trainer)
-    selected_eval = best_eval if best_eval is not None else last_eval
     selection = (cfg.selection_label if best_eval is not None
                  else SELECTION_LABELS["last"] + (" (no validation sample)"
                                                   if cfg.select_on == "val" else ""))
+    scores = scores_block(best_eval, last_eval, selection,
+                          _curves_without_test_selection(summary.get("scores", {}), cfg))
     results = {
         "stage": cfg.stage,
         "model": {"spec": str(spec) if not isinstance(spec, ModelConfig) else config.name,
@@ -508,18 +524,11 @@ def _train_stage(config: ModelConfig, *, spec: str | Path | ModelConfig,
         "protocol": {
             "select_on": cfg.select_on, "selection": selection,
             "best_metric": cfg.best_metric if best_eval is not None else None,
-            "selected_epoch": selected_eval["epoch"] if selected_eval else None,
+            "selected_epoch": scores["selected_epoch"],
             "validation": {"size": cfg.val_size, "seed": cfg.val_seed, "n": len(val_samples),
                            "file": str(validation_file) if validation_file else None,
                            "names": sorted(s.name for s in val_samples)}},
-        "scores": {"selected": selected_eval["scores"] if selected_eval else None,
-                   "selected_epoch": selected_eval["epoch"] if selected_eval else None,
-                   "selection": selection,
-                   "best": best_eval["scores"] if best_eval else None,
-                   "best_epoch": best_eval["epoch"] if best_eval else None,
-                   "last": last_eval["scores"] if last_eval else None,
-                   "last_epoch": last_eval["epoch"] if last_eval else None,
-                   "curves": _curves_without_test_selection(summary.get("scores", {}), cfg)},
+        "scores": scores,
         "train": summary,
         "timings": timings,
         "device": str(device),

@@ -81,6 +81,7 @@ from affectgpt.train.pipeline import (
     fit_and_export,
     load_stage_inputs,
     resolve_init,
+    scores_block,
     stage_device,
 )
 
@@ -343,7 +344,6 @@ def _rl_stage(config: ModelConfig, *, spec, overrides: Sequence[str], train: Tra
 
     records = read_jsonl(out_dir / "train_log.jsonl")
     best_eval, last_eval = best_and_last_eval(trainer)
-    selected_eval = best_eval if best_eval is not None else last_eval
     selection = cfg.selection_label if best_eval is not None else SELECTION_LABELS["last"]
     settings = (asdict(reward_settings) if isinstance(reward_settings, RewardSettings)
                 else None)
@@ -371,14 +371,7 @@ def _rl_stage(config: ModelConfig, *, spec, overrides: Sequence[str], train: Tra
         "init": {"from": cfg.init_from},
         "exported_from": str(source),
         "model_dir": str(model_dir),
-        "scores": {"selected": selected_eval["scores"] if selected_eval else None,
-                   "selected_epoch": selected_eval["epoch"] if selected_eval else None,
-                   "selection": selection,
-                   "best": best_eval["scores"] if best_eval else None,
-                   "best_epoch": best_eval["epoch"] if best_eval else None,
-                   "last": last_eval["scores"] if last_eval else None,
-                   "last_epoch": last_eval["epoch"] if last_eval else None,
-                   "curves": summary.get("scores", {})},
+        "scores": scores_block(best_eval, last_eval, selection, summary.get("scores", {})),
         "train": summary,
         "timings": timings,
         "device": str(device),
