@@ -14,14 +14,13 @@ and shows no numbers; a README without the markers has nothing to check.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from affectgpt.demo.results import readme_block, replace_readme_block
+from affectgpt.demo.results import readme_block_main
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path("benchmarks") / "results" / "describe-cpu.json"
@@ -131,29 +130,10 @@ def expected_block(results: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=ROOT / RESULTS)
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--check", action="store_true",
-                        help="only compare; exit 1 when the README's block differs")
-    args = parser.parse_args(argv)
-    readme = args.readme.read_text(encoding="utf-8")
-    current = readme_block(readme, README_START, README_END)
-    if args.check:
-        if current is not None and current != expected_block(args.results):
-            print(f"{args.readme} does not show {args.results}: run "
-                  "scripts/readme_describe_table.py", file=sys.stderr)
-            return 1
-        return 0
-    try:
-        updated = replace_readme_block(readme, expected_block(args.results), README_START,
-                                       README_END)
-    except ValueError as exc:
-        print(f"{exc}: add the two markers where the block goes", file=sys.stderr)
-        return 1
-    args.readme.write_text(updated, encoding="utf-8")
-    print(f"{args.readme}: describe block rendered from {args.results}")
-    return 0
+    return readme_block_main(argv, description=__doc__.split("\n\n")[0],
+                             results=ROOT / RESULTS, readme=ROOT / "README.md",
+                             expected=expected_block, start=README_START, end=README_END,
+                             markers_optional=True)
 
 
 if __name__ == "__main__":

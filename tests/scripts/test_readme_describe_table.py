@@ -12,6 +12,7 @@ import pytest
 
 from affectgpt.demo.results import README_END as DEMO_END
 from affectgpt.demo.results import README_START as DEMO_START
+from affectgpt.demo.results import readme_block, replace_readme_block
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +36,7 @@ def bench():
 
 def test_readme_agrees_with_the_committed_results_file(script):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = script.readme_block(readme, script.README_START, script.README_END)
+    block = readme_block(readme, script.README_START, script.README_END)
     if block is not None:  # the README shows the describe results: they are the file's
         assert block == script.expected_block(ROOT / script.RESULTS)
         if (ROOT / script.RESULTS).is_file():
@@ -139,4 +140,4 @@ def test_check_and_write_keep_the_demo_block(bench, script, tmp_path):
     assert script.main([*bare_args, "--check"]) == 0  # nothing to check
     assert script.main(bare_args) == 1 and bare.read_text() == "# no block\n"
     with pytest.raises(ValueError, match="no describe block"):
-        script.replace_readme_block("x", "y", script.README_START, script.README_END)
+        replace_readme_block("x", "y", script.README_START, script.README_END)

@@ -9,7 +9,8 @@ Scores are fractions in ``[0, 1]``; tables show them x100. The std is the popula
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 #: the score columns of every system: the 2024 set metric and the per-cue Avg
@@ -197,3 +198,38 @@ def readme_block(readme: str, start: str = README_START, end: str = README_END) 
     if first < 0 or last < first:
         return None
     return readme[first:last + len(end)]
+
+
+def readme_block_main(argv: list[str] | None, *, description: str, results: Path,
+                      readme: Path, expected: Callable[[Path], str], start: str = README_START,
+                      end: str = README_END, markers_optional: bool = False) -> int:
+    """The command behind ``scripts/readme_*_table.py``: rewrite the README's block between
+    ``start`` and ``end`` with ``expected(results file)``, or with ``--check`` exit 1 when
+    it differs. ``markers_optional``: a README without the markers passes the check
+    (writing still needs them)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--results", type=Path, default=results)
+    parser.add_argument("--readme", type=Path, default=readme)
+    parser.add_argument("--check", action="store_true",
+                        help="only compare; exit 1 when the README's block differs")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text(encoding="utf-8")
+    name = _block_name(start)
+    if args.check:
+        current = readme_block(text, start, end)
+        if (current is not None or not markers_optional) and current != expected(args.results):
+            print(f"{args.readme} does not show {args.results}: run "
+                  f"scripts/readme_{name}_table.py", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        updated = replace_readme_block(text, expected(args.results), start, end)
+    except ValueError as exc:
+        print(f"{exc}: add the two markers where the block goes", file=sys.stderr)
+        return 1
+    args.readme.write_text(updated, encoding="utf-8")
+    print(f"{args.readme}: {name} block rendered from {args.results}")
+    return 0
