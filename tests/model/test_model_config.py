@@ -88,6 +88,8 @@ def test_lora_overrides_switch_lora_on_and_off():
     ("video.frames=64", "exceeds video.max_positions"),
     ("prompt.style=alpaca", "prompt.style must be one of"),
     ("prompt.wording=terse", "prompt.wording must be one of"),
+    ("prompt.order=backwards", "prompt.order must be one of"),
+    ("llm.prefix_cache_mb=-1", "llm.prefix_cache_mb must be >= 0"),
     ("llm.dtype=int8", "llm.dtype must be one of"),
     ("video=null", "cannot be null"),
 ])

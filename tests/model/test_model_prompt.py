@@ -61,6 +61,28 @@ def test_short_wording_keeps_the_tags_and_drops_the_prose():
                       wording="terse")
 
 
+def test_text_first_order_moves_subtitle_and_question_before_the_features():
+    from affectgpt.model.config import PROMPT_ORDERS
+    from affectgpt.model.prompt import ORDERS
+
+    assert tuple(ORDERS) == PROMPT_ORDERS
+    first = PromptBuilder(build_byte_tokenizer(), num_video_tokens=3, num_audio_tokens=2,
+                          order="text-first")
+    assert first.prompt_text("Hello there.") == (
+        "###Human: The subtitle of this video is <Subtitle>Hello there.</Subtitle>. Now answer "
+        "my question based on what you have seen, heard, and provided subtitle. From what "
+        "clues can we infer the person's emotional state? Close your eyes, open your ears and "
+        "you imagine only based on the sound that <Audio>" + "<AudioHere>" * 2 + "</Audio>. "
+        "Close your ears, open your eyes and you see that <Video>" + "<ImageHere>" * 3
+        + "</Video>. ###Assistant: ")
+    # nothing dangling when both feature sentences are withheld
+    assert first.prompt_text("x", has_audio=False, has_video=False).endswith(
+        "emotional state? ###Assistant: ")
+    with pytest.raises(ValueError, match="unknown prompt order"):
+        PromptBuilder(build_byte_tokenizer(), num_video_tokens=1, num_audio_tokens=1,
+                      order="backwards")
+
+
 def test_labels_cover_only_the_answer_and_terminator(builder):
     batch = builder(["Hello there.", "Hi"], ["Happy.", "A long, sad answer."],
                     has_audio=[True, False])

@@ -107,3 +107,19 @@ def test_check_fails_when_the_readme_and_the_file_disagree(tmp_path):
     assert script.main([*args, "--check"]) == 1
     with pytest.raises(ValueError, match="no demo block"):
         replace_readme_block("no markers", "x")
+
+
+def test_time_line_gives_the_defaults_profile_and_the_slow_machine_estimate():
+    from affectgpt.demo.results import SLOW_MACHINE_FACTOR, time_line
+
+    per_seed = {"untrained": _seed_scores([0.1, 0.1, 0.1])}
+    assert time_line(_results(per_seed)) is None  # an older file: no line, no numbers
+    timed = dict(_results(per_seed), optional_steps_seconds={"rl": 240.0},
+                 defaults_profile={"features_s": 40.0, "train_forward_backward_s": 200.4,
+                                   "test_generation_s": 60.0})
+    line = time_line(timed)
+    assert line.startswith("Where the defaults' 6.0 min went (as measured when each step "
+                           "ran): train forward backward 200 s, test generation 60 s, "
+                           "features 40 s.")
+    assert f"about {6 * SLOW_MACHINE_FACTOR:.0f} min there" in line
+    assert line in render_readme_block(timed)

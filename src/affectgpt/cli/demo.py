@@ -9,9 +9,9 @@ import textwrap
 from affectgpt.demo.config import DemoConfig
 
 DESCRIPTION = """\
-The main job, on its embedded defaults (offline, no GPU; measured at 11 minutes on a quiet
-2-core AVX-512 Xeon, so about 30 on a 2-core AVX2-only EPYC; modalities=true adds about 6
-and rl=true about 13 there):
+The main job, on its embedded defaults (offline, no GPU; measured at 7 minutes on a quiet
+2-core AVX-512 Xeon, so about 19 on a 2-core AVX2-only EPYC; on the Xeon modalities=true
+adds about 3 minutes and rl=true about 12):
 
   1. a synthetic corpus: real mp4 clips (rendered faces, espeak-ng speech, subtitles) whose
      emotion cue lives in the video, the audio, the subtitle or all three; a coarse pool

@@ -52,7 +52,7 @@ class DemoConfigError(ConfigError):
 
 @dataclass
 class DemoConfig:
-    """Everything the demo does, with defaults sized for a 2-core CPU (11 minutes on a
+    """Everything the demo does, with defaults sized for a 2-core CPU (7 minutes on a
     quiet AVX-512 Xeon, measured: benchmarks/results/demo-cpu.json; docs/demo-tuning.md).
 
     Corpus
@@ -77,7 +77,10 @@ class DemoConfig:
         coarse description: the CPU demo's choice) or ``"labels"`` (the primary label
         alone, ``"sad."``: what a tiny random LLM can learn in seconds; the reduced demo's).
     Training and protocol
-        ``preset`` + ``overrides`` (model), stage 1 for ``stage1_epochs`` on the coarse
+        ``preset`` + ``overrides`` (model; the defaults' ``prompt.order=text-first``, the
+        subtitle and question before the audio and video sentences, lets the frozen LLM's
+        keys and values over most of the prompt be computed once per clip: chosen on
+        validation, docs/demo-tuning.md round 4), stage 1 for ``stage1_epochs`` on the coarse
         pool, stage 2 for ``stage2_epochs`` on the fine train split (``stage2_lr``,
         ``stage2_min_lr``, ``stage2_warmup_steps``: stage 2's own schedule, ``None``
         meaning stage 1's; the defaults were chosen on validation, docs/demo-tuning.md).
@@ -126,7 +129,8 @@ class DemoConfig:
     targets: str = "label-first"
 
     preset: str = "small"
-    overrides: list[str] = field(default_factory=lambda: ["video.num_query=8"])
+    overrides: list[str] = field(default_factory=lambda: ["video.num_query=8",
+                                                          "prompt.order=text-first"])
     stage1_epochs: int = 1
     stage2_epochs: int = 3
     batch_size: int = 4

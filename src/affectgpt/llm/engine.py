@@ -111,6 +111,13 @@ class GenerationFuture(Future):
         return super().cancel()
 
 
+def kv_cache_argument(model: nn.Module) -> str:
+    """The name of ``model.forward``'s key/value cache argument: ``cache`` in recent
+    transformers 5 releases, ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
 @dataclass(eq=False)
 class _Request:
     prompt_ids: list[int]
@@ -189,11 +196,7 @@ class BatchedGenerator:
         self._worker: threading.Thread | None = None
         self._closed = False
         self._aborting = False
-        self._cache_key = "cache"  # transformers 5 name of the key/value cache argument
-        import inspect
-
-        if "cache" not in inspect.signature(self.model.forward).parameters:
-            self._cache_key = "past_key_values"
+        self._cache_key = kv_cache_argument(self.model)
 
     # ------------------------------------------------------------------ public API
     def submit(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> GenerationFuture:

@@ -8,6 +8,8 @@
                                   --> frozen LLM (+ optional LoRA) --> loss on the answer
 
 The frozen encoders run outside (a feature cache or live); this module never sees media.
+The frozen LLM's keys and values over the prompt text before the first feature token are
+computed once and reused (:mod:`affectgpt.model.prefix`, ``llm.prefix_cache_mb``).
 Only the adapters (and LoRA adapters when configured) have ``requires_grad``; the LLM
 stays in eval mode whatever :meth:`AffectGPT.train` is told, unless it carries LoRA
 adapters (then it follows, so LoRA dropout applies). :class:`affectgpt.inference.Describer`
@@ -39,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from affectgpt.llm.engine import kv_cache_argument
 from affectgpt.model.adapters import QFormerAdapter, count_parameters, load_video_llama_branches
 from affectgpt.model.config import ConfigError, ModelConfig, apply_overrides
 from affectgpt.model.llm import (
@@ -48,6 +51,14 @@ from affectgpt.model.llm import (
     load_llm,
     load_tokenizer,
     resolve_llm_dtype,
+)
+from affectgpt.model.prefix import (
+    PrefixCache,
+    SplitBatch,
+    frozen_prefix_lengths,
+    install_segment_attention,
+    pack_after_prefix,
+    pad_after_prefix,
 )
 from affectgpt.model.prompt import IGNORE_INDEX, PromptBatch, PromptBuilder, splice_features
 
@@ -95,11 +106,16 @@ class AffectGPT(nn.Module):
             num_audio_tokens=config.audio.num_query,
             style=p.style,
             wording=p.wording,
+            order=p.order,
             question=p.question,
             stop=p.stop,
             add_bos=p.add_bos,
             max_length=p.max_length,
         )
+        self._prefix_cache: tuple[torch.device, PrefixCache] | None = None
+        # the prefix cache needs a frozen LLM, and its packed training batches an attention
+        # that keeps the packed rows apart (install_segment_attention)
+        self._can_cache_prefix = not self.has_lora and install_segment_attention(llm)
         self.train(False)
 
     # ------------------------------------------------------------------ construction
@@ -228,7 +244,9 @@ class AffectGPT(nn.Module):
         on the positions that predict an answer token (about a fifth of a training step
         goes to projecting every position onto the vocabulary otherwise) and ``logits``
         is None. ``return_logits=True`` computes the logits of every position as well
-        (the same loss); without targets they are always returned.
+        (the same loss); without targets they are always returned. With the
+        :attr:`prefix_cache`, the loss-only forward runs the LLM from the first feature
+        token on, the rows packed into one sequence (:mod:`affectgpt.model.prefix`).
         """
         with_targets = batch.get("target") is not None
         if return_logits is None:
@@ -243,11 +261,15 @@ class AffectGPT(nn.Module):
             # logits at position t predict token t + 1: keep the positions whose next
             # token is labelled; the mean over them is the causal-LM loss transformers
             # computes from the full logits.
-            answer_next = prompt.labels[:, 1:]
-            keep = torch.zeros_like(prompt.labels, dtype=torch.bool)
-            keep[:, :-1] = answer_next != IGNORE_INDEX
+            next_labels = torch.full_like(prompt.labels, IGNORE_INDEX)
+            next_labels[:, :-1] = prompt.labels[:, 1:]
+            split = self._split_at_prefix(prompt, embeds, pack=True)
+            if split is not None:  # the text before the features was run once, earlier
+                llm_inputs = self._cached_inputs(split)
+                next_labels = split.next_labels
+            keep = next_labels != IGNORE_INDEX
             out = self.llm(**llm_inputs, logits_to_keep=keep)
-            loss = nn.functional.cross_entropy(out.logits.float(), answer_next[keep[:, :-1]])
+            loss = nn.functional.cross_entropy(out.logits.float(), next_labels[keep])
             logits = None
         if loss is not None:
             loss = loss + touch.to(loss.dtype)
@@ -292,14 +314,62 @@ class AffectGPT(nn.Module):
         self.train(False)  # no dropout in the adapters (nor in LoRA) while generating
         try:
             prompt, embeds, _ = self.prepare(batch, with_targets=False, padding_side="left")
+            inputs = dict(inputs_embeds=embeds, attention_mask=prompt.attention_mask)
+            split = self._split_at_prefix(prompt, embeds, pack=False)
+            if split is not None:
+                inputs = self._cached_inputs(split)
+                del inputs["use_cache"], inputs["position_ids"]  # generate counts the mask
+                # generate takes the whole sequence's embeddings and skips the cached part
+                inputs["inputs_embeds"] = torch.cat([split.inputs_embeds.new_zeros(
+                    embeds.shape[0], split.prefix_length, embeds.shape[-1]),
+                    split.inputs_embeds], dim=1)
             rng_devices = [self.device] if self.device.type == "cuda" else []
             with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None):
                 if seed is not None:
                     torch.manual_seed(seed)
-                return self.llm.generate(inputs_embeds=embeds,
-                                         attention_mask=prompt.attention_mask, **kwargs)
+                return self.llm.generate(**inputs, **kwargs)
         finally:
             self.train(was_training)
+
+    # ------------------------------------------------------------------ prefix cache
+    @property
+    def prefix_cache(self) -> PrefixCache | None:
+        """The cache of the frozen LLM's keys and values over prompt prefixes
+        (:mod:`affectgpt.model.prefix`), shared by every model on the same LLM weights in
+        this process; None with LoRA (the LLM is not frozen), ``llm.prefix_cache_mb=0`` or
+        an LLM on another attention than sdpa (e.g. flash-attention, which packed batches
+        would need to be given differently)."""
+        if not self._can_cache_prefix or self.config.llm.prefix_cache_mb <= 0:
+            return None
+        if self._prefix_cache is None or self._prefix_cache[0] != self.device:
+            cache = PrefixCache.for_llm(self.llm, self.config.llm.prefix_cache_mb * 2 ** 20)
+            self._prefix_cache = (self.device, cache)
+        return self._prefix_cache[1]
+
+    def _split_at_prefix(self, prompt: PromptBatch, embeds: torch.Tensor, *,
+                         pack: bool) -> SplitBatch | None:
+        """The batch as cached prefixes + the suffixes still to run (packed for training,
+        left-padded for generation), or None when there is no cache or a row has no prefix
+        to reuse."""
+        cache = self.prefix_cache
+        if cache is None:
+            return None
+        lengths = frozen_prefix_lengths(prompt)
+        if min(lengths) < 1:
+            return None
+        rows = [prompt.input_ids[r][prompt.attention_mask[r].bool()][:n].tolist()
+                for r, n in enumerate(lengths)]
+        kv_rows = cache.lookup(self.llm, rows)
+        layout = pack_after_prefix if pack else pad_after_prefix
+        return layout(prompt, embeds, lengths, kv_rows)
+
+    def _cached_inputs(self, split: SplitBatch) -> dict[str, Any]:
+        inputs = {"inputs_embeds": split.inputs_embeds, "attention_mask": split.attention_mask,
+                  "position_ids": split.position_ids, "use_cache": True,
+                  kv_cache_argument(self.llm): split.dynamic_cache()}
+        if split.segments is not None:  # reaches segment_attention through the LLM's kwargs
+            inputs["segments"] = split.segments
+        return inputs
 
     def generate(self, batch: Mapping[str, Any], max_new_tokens: int | None = None,
                  do_sample: bool | None = None, top_p: float | None = None,

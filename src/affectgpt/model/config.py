@@ -33,6 +33,7 @@ from affectgpt.config import apply_overrides as _apply_overrides
 
 PROMPT_STYLES = ("vicuna-v0", "chat-template")
 PROMPT_WORDINGS = ("reference", "short")  # the keys of model.prompt.WORDINGS
+PROMPT_ORDERS = ("reference", "subtitle-first", "text-first")  # the keys of model.prompt.ORDERS
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_QUESTION = "From what clues can we infer the person's emotional state?"
 ALL_LINEAR_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -55,12 +56,16 @@ class LLMConfig:
     ``dtype="auto"`` is bfloat16 on a CUDA device and float32 on the CPU. A random LLM
     is initialised with ``init_std`` (a larger value than transformers' 0.02 gives it
     peaked output distributions, so tiny tests can overfit it) from ``seed``.
+    ``prefix_cache_mb``: memory for the frozen LLM's keys and values over the prompt text
+    before the first feature token, computed once and reused by training steps and
+    generation (:mod:`affectgpt.model.prefix`; 0 turns it off; never used with LoRA).
     """
 
     path: str | None = "smollm2"
     tokenizer: str | None = None
     dtype: str = "auto"
     hidden_size: int | None = None
+    prefix_cache_mb: int = 1024
     # "random" LLMs only
     num_layers: int = 2
     num_heads: int = 4
@@ -166,6 +171,11 @@ class PromptConfig:
     ``"chat-template"`` (the tokenizer's own chat template, answer + end-of-turn token).
     ``wording``: ``"reference"`` (the reference code's sentences) or ``"short"`` (the same
     tags without the prose around them: a shorter sequence, cheaper on a CPU).
+    ``order``: ``"reference"`` (audio, video, subtitle, question: the reference code's
+    order) or ``"text-first"`` (subtitle and question first, the audio and video sentences
+    last: everything before the first feature token is the same for every model on the same
+    frozen LLM, so its keys and values can be computed once per clip and reused, see
+    :class:`affectgpt.model.prefix.PrefixCache`).
     ``stop``: the answer terminator (trained into the labels) and the generation stop
     string; ``null`` = ``"###"`` for vicuna-v0 and the tokenizer's EOS token for
     chat-template. ``add_bos`` prepends the tokenizer's BOS token (vicuna-v0 only; a
@@ -175,6 +185,7 @@ class PromptConfig:
 
     style: str = "vicuna-v0"
     wording: str = "reference"
+    order: str = "reference"
     question: str = DEFAULT_QUESTION
     stop: str | None = None
     add_bos: bool = True
@@ -300,6 +311,11 @@ class ModelConfig:
         if self.prompt.wording not in PROMPT_WORDINGS:
             errors.append(f"prompt.wording must be one of {PROMPT_WORDINGS}, "
                           f"got {self.prompt.wording!r}")
+        if self.llm.prefix_cache_mb < 0:
+            errors.append("llm.prefix_cache_mb must be >= 0")
+        if self.prompt.order not in PROMPT_ORDERS:
+            errors.append(f"prompt.order must be one of {PROMPT_ORDERS}, "
+                          f"got {self.prompt.order!r}")
         if self.prompt.padding_side not in ("left", "right"):
             errors.append("prompt.padding_side must be 'left' or 'right'")
         if self.prompt.max_length <= 0:

@@ -70,6 +70,14 @@ WORDINGS = {
 }
 
 
+#: the order of the user turn's sentences (``prompt.order``)
+ORDERS = {
+    "reference": ("audio", "video", "subtitle", "question"),
+    "subtitle-first": ("subtitle", "audio", "video", "question"),
+    "text-first": ("subtitle", "question", "audio", "video"),
+}
+
+
 class PlaceholderMismatchError(ValueError):
     """The number of placeholder tokens differs from the number of feature tokens."""
 
@@ -112,6 +120,7 @@ class PromptBuilder:
         num_audio_tokens: int,
         style: str = "vicuna-v0",
         wording: str = "reference",
+        order: str = "reference",
         question: str = "From what clues can we infer the person's emotional state?",
         stop: str | None = None,
         add_bos: bool = True,
@@ -121,11 +130,14 @@ class PromptBuilder:
             raise ValueError(f"unknown prompt style {style!r}")
         if wording not in WORDINGS:
             raise ValueError(f"unknown prompt wording {wording!r} (one of {sorted(WORDINGS)})")
+        if order not in ORDERS:
+            raise ValueError(f"unknown prompt order {order!r} (one of {sorted(ORDERS)})")
         if style == "chat-template" and not getattr(tokenizer, "chat_template", None):
             raise ValueError("prompt style 'chat-template' needs a tokenizer with a chat template")
         self.tokenizer = tokenizer
         self.style = style
         self.wording = WORDINGS[wording]
+        self.order = ORDERS[order]
         self.num_video_tokens = num_video_tokens
         self.num_audio_tokens = num_audio_tokens
         self.question = question
@@ -147,14 +159,18 @@ class PromptBuilder:
     def user_message(self, subtitle: str | None, *, has_video: bool = True,
                      has_audio: bool = True, question: str | None = None) -> str:
         wording = self.wording
-        parts = []
-        if has_audio:
-            parts.append(wording.audio.format(audio=AUDIO_PLACEHOLDER * self.num_audio_tokens))
-        if has_video:
-            parts.append(wording.video.format(video=VIDEO_PLACEHOLDER * self.num_video_tokens))
-        parts.append(wording.subtitle.format(subtitle=_sanitize(subtitle or "")))
-        parts.append(wording.question.format(question=_sanitize(question or self.question)))
-        return "".join(parts)
+        parts = {
+            "audio": (wording.audio.format(audio=AUDIO_PLACEHOLDER * self.num_audio_tokens)
+                      if has_audio else ""),
+            "video": (wording.video.format(video=VIDEO_PLACEHOLDER * self.num_video_tokens)
+                      if has_video else ""),
+            "subtitle": wording.subtitle.format(subtitle=_sanitize(subtitle or "")),
+            "question": wording.question.format(question=_sanitize(question or self.question)),
+        }
+        sentences = [parts[name] for name in self.order if parts[name]]
+        # the wordings end every sentence but the question with the space before the next
+        return "".join(s if s.endswith(" ") else s + " " for s in sentences[:-1]
+                       ) + sentences[-1].rstrip(" ")
 
     def prompt_text(self, subtitle: str | None, *, has_video: bool = True,
                     has_audio: bool = True, question: str | None = None) -> str:
