@@ -172,9 +172,10 @@ class PromptConfig:
     ``wording``: ``"reference"`` (the reference code's sentences) or ``"short"`` (the same
     tags without the prose around them: a shorter sequence, cheaper on a CPU).
     ``order``: ``"reference"`` (audio, video, subtitle, question: the reference code's
-    order) or ``"text-first"`` (subtitle and question first, the audio and video sentences
-    last: everything before the first feature token is the same for every model on the same
-    frozen LLM, so its keys and values can be computed once per clip and reused, see
+    order), ``"subtitle-first"`` (subtitle, audio, video, question) or ``"text-first"``
+    (subtitle and question first, the audio and video sentences last: everything before
+    the first feature token is the same for every model on the same frozen LLM, so its
+    keys and values can be computed once per clip and reused, see
     :class:`affectgpt.model.prefix.PrefixCache`).
     ``stop``: the answer terminator (trained into the labels) and the generation stop
     string; ``null`` = ``"###"`` for vicuna-v0 and the tokenizer's EOS token for

@@ -15,6 +15,11 @@ dropped for a clip without audio, the video sentence for one without video)::
 which makes a CPU training step of the ``small`` preset about 30% cheaper (on the demo's
 validation split it learned worse in three epochs: docs/demo-tuning.md).
 
+``order`` (``prompt.order``) arranges the same sentences: ``"reference"`` as above,
+``"subtitle-first"`` (subtitle, audio, video, question) or ``"text-first"`` (subtitle,
+question, audio, video: everything before the first feature token depends on the text
+alone, so :mod:`affectgpt.model.prefix` computes it once per clip).
+
 The user turn is wrapped as ``###Human: {user} ###Assistant: `` (``vicuna-v0``, preceded by BOS) or by
 the tokenizer's chat template (``chat-template``). The answer is ``{target}{stop}``
 (``###`` or the template's end-of-turn token); only the answer tokens are labelled, every
