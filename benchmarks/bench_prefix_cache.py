@@ -83,7 +83,7 @@ def main() -> None:
     base = apply_overrides(load_preset("small"), ["video.num_query=8"])
     results = {}
     for name, order, cached in CONFIGS:
-        PrefixCache._shared = None  # every configuration starts cold
+        PrefixCache.release_shared()  # every configuration starts cold
         model = AffectGPT.from_config(apply_overrides(
             base, [f"prompt.order={order}", f"llm.prefix_cache_mb={1024 if cached else 0}"]))
         samples = clips(max(args.clips, args.eval_clips), model)

@@ -15,9 +15,9 @@ from affectgpt.model.prefix import PrefixCache, frozen_prefix_lengths  # noqa: E
 @pytest.fixture(autouse=True)
 def fresh_shared_cache():
     """Each test starts without the process-wide cache other tests filled."""
-    PrefixCache._shared = None
+    PrefixCache.release_shared()
     yield
-    PrefixCache._shared = None
+    PrefixCache.release_shared()
 
 
 def _model(cfg, *overrides: str) -> AffectGPT:

@@ -265,7 +265,8 @@ class AffectGPT(nn.Module):
             next_labels[:, :-1] = prompt.labels[:, 1:]
             split = self._split_at_prefix(prompt, embeds, pack=True)
             if split is not None:  # the text before the features was run once, earlier
-                llm_inputs = self._cached_inputs(split)
+                llm_inputs = dict(self._cached_inputs(split), position_ids=split.position_ids,
+                                  use_cache=True)
                 next_labels = split.next_labels
             keep = next_labels != IGNORE_INDEX
             out = self.llm(**llm_inputs, logits_to_keep=keep)
@@ -316,9 +317,8 @@ class AffectGPT(nn.Module):
             prompt, embeds, _ = self.prepare(batch, with_targets=False, padding_side="left")
             inputs = dict(inputs_embeds=embeds, attention_mask=prompt.attention_mask)
             split = self._split_at_prefix(prompt, embeds, pack=False)
-            if split is not None:
+            if split is not None:  # generate counts positions from the mask itself
                 inputs = self._cached_inputs(split)
-                del inputs["use_cache"], inputs["position_ids"]  # generate counts the mask
                 # generate takes the whole sequence's embeddings and skips the cached part
                 inputs["inputs_embeds"] = torch.cat([split.inputs_embeds.new_zeros(
                     embeds.shape[0], split.prefix_length, embeds.shape[-1]),
@@ -364,8 +364,9 @@ class AffectGPT(nn.Module):
         return layout(prompt, embeds, lengths, kv_rows)
 
     def _cached_inputs(self, split: SplitBatch) -> dict[str, Any]:
+        """The LLM's inputs for ``split``: its suffixes, mask and a fresh cache of its
+        prefixes (and the packed rows' segments)."""
         inputs = {"inputs_embeds": split.inputs_embeds, "attention_mask": split.attention_mask,
-                  "position_ids": split.position_ids, "use_cache": True,
                   kv_cache_argument(self.llm): split.dynamic_cache()}
         if split.segments is not None:  # reaches segment_attention through the LLM's kwargs
             inputs["segments"] = split.segments

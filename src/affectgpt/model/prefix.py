@@ -89,6 +89,12 @@ class PrefixCache:
                 cls._shared = shared
             return shared[1]
 
+    @classmethod
+    def release_shared(cls) -> None:
+        """Drop the process-wide cache (its memory; the next :meth:`for_llm` starts cold)."""
+        with cls._shared_lock:
+            cls._shared = None
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -139,7 +145,9 @@ def _compute(llm: nn.Module, prefixes: list[tuple[int, ...]]) -> list[KV]:
         mask[row, :len(prefix)] = 1
     out = llm(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True,
               logits_to_keep=1)
-    cache = out.get("cache") if out.get("cache") is not None else out.past_key_values
+    cache = out.get("cache")
+    if cache is None:  # transformers releases before the argument was renamed
+        cache = out.past_key_values
     layers = [(layer.keys, layer.values) for layer in cache.layers]
     return [[(k[row, :, :len(p)].clone(), v[row, :, :len(p)].clone()) for k, v in layers]
             for row, p in enumerate(prefixes)]
